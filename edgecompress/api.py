@@ -1,0 +1,33 @@
+"""The library API; the CLI is a thin layer over these functions (same names, same options)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgecompress.recipe import Recipe, load_recipe, recipe_json_schema
+
+
+def validate(recipe: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Parse and check a recipe file; raises RecipeError naming the file and field."""
+    return load_recipe(recipe, overrides)
+
+
+def run(recipe: str | Path | Recipe, output: str | Path | None = None, force: bool = False, overrides: dict[str, Any] | None = None):
+    """Run or resume the recipe's whole job; returns a RunSummary (rows, table, stages)."""
+    from edgecompress.pipeline import run_recipe
+
+    parsed = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    return run_recipe(parsed, output=output, force=force)
+
+
+def schema() -> dict[str, Any]:
+    """The recipe's JSON Schema."""
+    return recipe_json_schema()
+
+
+def predict(folder: str | Path, texts: list[str]) -> list[dict]:
+    """Label and score for each text, from a deployable variant folder."""
+    from edgecompress.predict import predict as _predict
+
+    return _predict(folder, texts)

@@ -1,0 +1,132 @@
+"""Distillation losses: hard labels, soft targets, attention transfer and hidden-state matching."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgecompress.distill.config import DistillConfig
+
+EPS = 1e-12
+
+
+def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * KL(teacher || student) on temperature-softened distributions (Hinton et al.)."""
+    t = temperature
+    return (
+        F.kl_div(
+            F.log_softmax(student_logits / t, dim=-1),
+            F.log_softmax(teacher_logits / t, dim=-1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        * t
+        * t
+    )
+
+
+def attention_transfer_loss(
+    student_att: torch.Tensor,
+    teacher_att: torch.Tensor,
+    attention_mask: torch.Tensor,
+    kind: str = "kl",
+    teacher_heads: list[int] | None = None,
+) -> torch.Tensor:
+    """Compare attention probabilities [batch, heads, query, key] over real (unpadded) tokens.
+
+    Heads are matched one to one when the counts agree (or ``teacher_heads`` picks the teacher's heads for
+    each student head); otherwise both sides are averaged over heads first.
+    kl: KL(teacher row || student row) per query row; mse: squared error summed over keys. Both are
+    averaged over the real query rows of every head.
+    """
+    if teacher_heads is not None:
+        teacher_att = teacher_att[:, teacher_heads]
+    if student_att.shape[1] != teacher_att.shape[1]:
+        student_att = student_att.mean(1, keepdim=True)
+        teacher_att = teacher_att.mean(1, keepdim=True)
+    keys = attention_mask[:, None, None, :].to(student_att.dtype)
+    rows = attention_mask[:, None, :].to(student_att.dtype).expand(-1, student_att.shape[1], -1)
+    if kind == "kl":
+        per_entry = teacher_att * (torch.log(teacher_att + EPS) - torch.log(student_att + EPS))
+    elif kind == "mse":
+        per_entry = (student_att - teacher_att) ** 2
+    else:
+        raise ValueError(f"unknown attention loss '{kind}'")
+    per_row = (per_entry * keys).sum(-1)
+    return (per_row * rows).sum() / rows.sum().clamp_min(1)
+
+
+def hidden_state_loss(student_h: torch.Tensor, teacher_h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over real tokens and hidden units."""
+    tokens = attention_mask.to(student_h.dtype)
+    per_token = ((student_h - teacher_h) ** 2).mean(-1)
+    return (per_token * tokens).sum() / tokens.sum().clamp_min(1)
+
+
+class DistillationLoss(nn.Module):
+    """The weighted sum of the four terms. Holds the learned projections used when widths differ.
+
+    ``layer_map[i]`` is the teacher layer (0-based) matched by student layer i; ``teacher_heads[i]`` optionally
+    names the teacher heads matched by student layer i's heads (e.g. after head pruning).
+    """
+
+    def __init__(
+        self,
+        cfg: DistillConfig,
+        layer_map: list[int],
+        student_hidden: int,
+        teacher_hidden: int,
+        teacher_heads: list[list[int] | None] | None = None,
+    ):
+        super().__init__()
+        self.cfg = cfg
+        self.layer_map = layer_map
+        self.teacher_heads = teacher_heads or [None] * len(layer_map)
+        w = cfg.weights
+        self.projections = (
+            nn.ModuleList(nn.Linear(student_hidden, teacher_hidden) for _ in layer_map)
+            if w.hidden and student_hidden != teacher_hidden
+            else None
+        )
+
+    @property
+    def needs_attentions(self) -> bool:
+        return bool(self.cfg.weights.attention)
+
+    @property
+    def needs_hidden_states(self) -> bool:
+        return bool(self.cfg.weights.hidden)
+
+    def forward(self, student_out, teacher_out, labels: torch.Tensor, attention_mask: torch.Tensor):
+        w = self.cfg.weights
+        terms: dict[str, torch.Tensor] = {}
+        if w.ce:
+            terms["ce"] = F.cross_entropy(student_out.logits, labels)
+        if w.kd:
+            terms["kd"] = soft_target_loss(student_out.logits, teacher_out.logits, self.cfg.temperature)
+        if w.attention:
+            terms["att"] = torch.stack(
+                [
+                    attention_transfer_loss(
+                        student_out.attentions[i],
+                        teacher_out.attentions[t],
+                        attention_mask,
+                        self.cfg.attention_loss,
+                        self.teacher_heads[i],
+                    )
+                    for i, t in enumerate(self.layer_map)
+                ]
+            ).mean()
+        if w.hidden:
+            losses = []
+            for i, t in enumerate(self.layer_map):
+                h = student_out.hidden_states[i + 1]  # [0] is the embedding output
+                if self.projections is not None:
+                    h = self.projections[i](h)
+                losses.append(hidden_state_loss(h, teacher_out.hidden_states[t + 1], attention_mask))
+            terms["hid"] = torch.stack(losses).mean()
+        weights = {"ce": w.ce, "kd": w.kd, "att": w.attention, "hid": w.hidden}
+        total = sum(weights[k] * v for k, v in terms.items())
+        parts = {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+        return total, parts

@@ -1,0 +1,139 @@
+"""Distillation stage: build the student from the teacher and train it with attention transfer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from edgecompress.data.examples import PreparedData
+from edgecompress.distill.config import DistillConfig, StudentConfig
+from edgecompress.distill.losses import DistillationLoss
+from edgecompress.errors import RecipeError
+from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
+from edgecompress.modeling.student import build_student, evenly_spread
+from edgecompress.training.batching import EncodedSplit, make_loader
+from edgecompress.training.loop import fit
+
+STAGE_VERSION = 1
+
+
+def heads_per_layer(model: torch.nn.Module) -> list[int]:
+    """Attention heads left in each layer (pruned layers may differ)."""
+    cfg = model.config
+    pruned = {int(k): len(v) for k, v in (getattr(cfg, "pruned_heads", None) or {}).items()}
+    return [cfg.num_attention_heads - pruned.get(i, 0) for i in range(cfg.num_hidden_layers)]
+
+
+def plan_matching(
+    cfg: DistillConfig, student: torch.nn.Module, teacher: torch.nn.Module, teacher_heads: list | None = None
+) -> list[int]:
+    """The layer mapping, checked against both models before any training starts."""
+    n_s, n_t = student.config.num_hidden_layers, teacher.config.num_hidden_layers
+    mapping = cfg.layer_mapping or evenly_spread(n_t, n_s)
+    if len(mapping) != n_s:
+        raise RecipeError(f"{len(mapping)} entries for a student of {n_s} layers", where="distill.layer_mapping")
+    bad = [m for m in mapping if not 0 <= m < n_t]
+    if bad:
+        raise RecipeError(f"teacher layer {bad[0]} does not exist (the teacher has {n_t})", where="distill.layer_mapping")
+    if cfg.weights.attention and cfg.head_mismatch == "refuse":
+        s_heads, t_heads = heads_per_layer(student), heads_per_layer(teacher)
+        for i, t in enumerate(mapping):
+            explicit = teacher_heads is not None and teacher_heads[i] is not None
+            if s_heads[i] != t_heads[t] and not explicit:
+                raise RecipeError(
+                    f"student layer {i} has {s_heads[i]} heads, teacher layer {t} has {t_heads[t]}; "
+                    "set head_mismatch: average to compare head-averaged maps",
+                    where="distill.head_mismatch",
+                )
+    return mapping
+
+
+def distill(
+    cfg: DistillConfig,
+    student: torch.nn.Module,
+    teacher: torch.nn.Module,
+    tokenizer,
+    data: PreparedData,
+    accelerator,
+    seed: int,
+    max_length: int,
+    desc: str = "distill",
+    teacher_heads: list | None = None,
+) -> dict:
+    """Train ``student`` in place against ``teacher``; returns the training record. Reused by pruning recovery."""
+    mapping = plan_matching(cfg, student, teacher, teacher_heads)
+    loss_module = DistillationLoss(cfg, mapping, student.config.hidden_size, teacher.config.hidden_size, teacher_heads)
+    train_split = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), max_length)
+    val_split = EncodedSplit(tokenizer, data.splits["validation"], data.label_ids("validation"), max_length)
+    use_teacher = cfg.weights.uses_teacher
+    teacher.to(accelerator.device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    want = {"output_attentions": loss_module.needs_attentions, "output_hidden_states": loss_module.needs_hidden_states}
+
+    def loss_fn(model, batch, extras):
+        labels = batch.pop("labels")
+        teacher_out = None
+        if use_teacher:
+            with torch.no_grad():
+                teacher_out = teacher(**batch, **want)
+        student_out = model(**batch, **want)
+        module = extras[0] if extras else loss_module
+        return module(student_out, teacher_out, labels, batch["attention_mask"])
+
+    outcome = fit(
+        accelerator,
+        student,
+        make_loader(train_split, cfg.training.batch_size, shuffle=True, seed=seed),
+        make_loader(val_split, cfg.training.eval_batch_size, shuffle=False, seed=seed),
+        cfg.training,
+        loss_fn,
+        num_labels=len(data.labels),
+        desc=desc,
+        extra_modules=(loss_module,) if any(True for _ in loss_module.parameters()) else (),
+    )
+    return {
+        "layer_mapping": mapping,
+        "loss_weights": cfg.weights.model_dump(),
+        "attention_loss": cfg.attention_loss,
+        "temperature": cfg.temperature,
+        "validation": outcome.best_metrics,
+        "best_step": outcome.best_step,
+        "steps": outcome.steps,
+        "train_seconds": round(outcome.seconds, 1),
+        "history": outcome.history,
+    }
+
+
+def _same_vocab(a, b) -> bool:
+    return a.get_vocab() == b.get_vocab()
+
+
+def run(
+    student_cfg: StudentConfig,
+    cfg: DistillConfig,
+    data: PreparedData,
+    teacher_dir: Path,
+    out_dir: Path,
+    accelerator,
+    seed: int,
+    max_length: int,
+) -> dict:
+    teacher_src = resolve(str(teacher_dir), "teacher")
+    teacher, _ = load_classifier(teacher_src, data.labels)
+    tokenizer = load_tokenizer(teacher_src)
+    student, built = build_student(teacher, student_cfg, data.labels)
+    if student_cfg.model is not None:
+        student_tok = load_tokenizer(resolve(student_cfg.model, "student.model"))
+        if not _same_vocab(student_tok, tokenizer):
+            raise RecipeError(
+                "the student's tokenizer differs from the teacher's; distillation needs a shared vocabulary",
+                where="student.model",
+            )
+    record = {"student": built, **distill(cfg, student, teacher, tokenizer, data, accelerator, seed, max_length)}
+    if accelerator.is_main_process:
+        student = accelerator.unwrap_model(student).to("cpu")
+        student.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+    return record

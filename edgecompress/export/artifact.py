@@ -1,0 +1,71 @@
+"""Deployable variant folders: model.onnx + tokenizer + config.json (id2label) + manifest.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from edgecompress import __version__
+
+MANIFEST = "manifest.json"
+_NOT_HASHED = {MANIFEST, "stage.json"}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_table(folder: Path) -> dict[str, dict]:
+    return {
+        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name not in _NOT_HASHED
+    }
+
+
+def onnx_size_mb(folder: Path) -> float:
+    """Size of the ONNX graph and any external weight files, in MB (10^6 bytes)."""
+    total = sum(p.stat().st_size for p in folder.iterdir() if p.suffix in (".onnx", ".data") or p.name.endswith(".onnx_data"))
+    return total / 1e6
+
+
+def write_manifest(folder: Path, variant: str, recipe: dict, info: dict) -> dict:
+    manifest = {
+        "format": "edgecompress-artifact/1",
+        "variant": variant,
+        "edgecompress_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "files": file_table(folder),
+        **info,
+        "metrics": info.get("metrics", {}),
+        "recipe": recipe,
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict:
+    return json.loads((folder / MANIFEST).read_text())
+
+
+def add_metrics(folder: Path, metrics: dict) -> None:
+    """Record benchmark figures in an artifact's manifest (the hashed files are unchanged)."""
+    path = folder / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["metrics"] = {**manifest.get("metrics", {}), **metrics}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    tmp.replace(path)
+
+
+def verify(folder: Path) -> list[str]:
+    """Files whose sha256 no longer matches the manifest (empty when the artifact is intact)."""
+    recorded = read_manifest(folder)["files"]
+    current = file_table(folder)
+    return sorted(name for name in recorded if current.get(name, {}).get("sha256") != recorded[name]["sha256"])

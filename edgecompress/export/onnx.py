@@ -1,0 +1,112 @@
+"""Export a transformers classifier to ONNX through Optimum and check it against PyTorch."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgecompress.errors import StageError
+
+
+def export(model_dir: Path, out_dir: Path, opset: int) -> Path:
+    """``out_dir/model.onnx`` with dynamic batch and sequence axes, plus config and tokenizer files."""
+    from optimum.exporters.onnx import main_export
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        main_export(
+            str(model_dir),
+            output=out_dir,
+            task="text-classification",
+            opset=opset,
+            device="cpu",
+            do_validation=False,
+            library_name="transformers",
+        )
+    onnx_path = out_dir / "model.onnx"
+    if not onnx_path.is_file():
+        raise StageError(f"Optimum wrote no model.onnx into {out_dir}", where="export")
+    return onnx_path
+
+
+def ort_session(onnx_path: Path, threads: int = 0, optimization: str = "all"):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }[optimization]
+    opts.log_severity_level = 3
+    if threads != 1:
+        # idle workers of one session spin and steal the cores of the next one when sessions are interleaved
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+
+
+def ort_feed(session, encoded: dict) -> dict:
+    """Only the inputs the graph declares (e.g. no token_type_ids for RoBERTa), as int64."""
+    names = {i.name for i in session.get_inputs()}
+    return {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items() if k in names}
+
+
+def ort_logits(session, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, pairs=None) -> np.ndarray:
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = tokenizer(
+            texts[i : i + batch_size],
+            None if pairs is None else pairs[i : i + batch_size],
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="np",
+        )
+        out.append(session.run(None, ort_feed(session, dict(enc)))[0])
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def torch_logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, pairs=None) -> np.ndarray:
+    model.eval()
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = tokenizer(
+            texts[i : i + batch_size],
+            None if pairs is None else pairs[i : i + batch_size],
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="pt",
+        )
+        out.append(model(**enc).logits.float().numpy())
+    return np.concatenate(out)
+
+
+def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> dict:
+    return {
+        "samples": int(reference.shape[0]),
+        "max_abs_logit_diff": float(np.max(np.abs(reference - candidate))),
+        "argmax_agreement": float(np.mean(reference.argmax(-1) == candidate.argmax(-1))),
+    }
+
+
+def check_parity(model, tokenizer, onnx_path: Path, texts: list[str], max_length: int, atol: float, pairs=None) -> dict:
+    """Max |logit difference| and argmax agreement, PyTorch vs ONNX Runtime; a StageError beyond ``atol``."""
+    reference = torch_logits(model, tokenizer, texts, max_length, pairs=pairs)
+    candidate = ort_logits(ort_session(onnx_path), tokenizer, texts, max_length, pairs=pairs)
+    parity = compare_logits(reference, candidate)
+    parity["atol"] = atol
+    if parity["max_abs_logit_diff"] > atol:
+        raise StageError(
+            f"ONNX logits differ from PyTorch by {parity['max_abs_logit_diff']:.2e} (> parity_atol {atol:g}) "
+            f"on {parity['samples']} validation samples; argmax agreement {parity['argmax_agreement']:.4f}",
+            where=f"export {onnx_path.parent.name}",
+        )
+    return parity

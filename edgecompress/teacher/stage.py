@@ -1,0 +1,65 @@
+"""Teacher stage: load the teacher and fine-tune it on the data when it has no matching head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch.nn.functional as F
+
+from edgecompress.data.examples import PreparedData
+from edgecompress.errors import RecipeError
+from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
+from edgecompress.teacher.config import TeacherConfig
+from edgecompress.training.batching import EncodedSplit, make_loader
+from edgecompress.training.loop import evaluate, fit
+
+STAGE_VERSION = 1
+
+
+def ce_loss(model, batch, _extras):
+    labels = batch.pop("labels")
+    loss = F.cross_entropy(model(**batch).logits, labels)
+    return loss, {"ce": float(loss.detach())}
+
+
+def run(cfg: TeacherConfig, data: PreparedData, out_dir: Path, accelerator, seed: int, max_length: int) -> dict:
+    """Writes ``out_dir`` (a transformers model folder with tokenizer) and returns the stage record."""
+    src = resolve(cfg.model, "teacher.model", cfg.revision, cfg.trust_remote_code)
+    tokenizer = load_tokenizer(src)
+    model, has_head = load_classifier(src, data.labels)
+    if cfg.finetune == "never" and not has_head:
+        raise RecipeError(
+            f"'never', but '{cfg.model}' has no classification head for the labels {data.labels}", where="teacher.finetune"
+        )
+    train_split = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), max_length)
+    val_split = EncodedSplit(tokenizer, data.splits["validation"], data.label_ids("validation"), max_length)
+    val_loader = make_loader(val_split, cfg.training.eval_batch_size, shuffle=False, seed=seed)
+    record = {"source": cfg.model, "had_matching_head": has_head}
+    if cfg.finetune == "always" or (cfg.finetune == "auto" and not has_head):
+        outcome = fit(
+            accelerator,
+            model,
+            make_loader(train_split, cfg.training.batch_size, shuffle=True, seed=seed),
+            val_loader,
+            cfg.training,
+            ce_loss,
+            num_labels=len(data.labels),
+            desc="fine-tune teacher",
+        )
+        record.update(
+            finetuned=True,
+            validation=outcome.best_metrics,
+            best_step=outcome.best_step,
+            steps=outcome.steps,
+            train_seconds=round(outcome.seconds, 1),
+            history=outcome.history,
+        )
+    else:
+        model = accelerator.prepare(model)
+        record.update(finetuned=False, validation=evaluate(accelerator, model, accelerator.prepare(val_loader), len(data.labels)))
+        model = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(model).to("cpu")
+        model.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+    return record

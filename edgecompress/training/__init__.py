@@ -1,0 +1,1 @@
+"""Training shared by teacher fine-tuning and distillation: config, batching, loop, metrics."""

@@ -1,0 +1,132 @@
+"""The training loop shared by teacher fine-tuning and distillation, on HF Accelerate.
+
+The same code runs on CPU, one GPU, or many processes (``accelerate launch``): batches are sharded,
+metrics gathered, and only the main process writes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from edgecompress.training.config import TrainingConfig
+from edgecompress.training.metrics import classification_metrics
+
+# loss_fn(model, batch, extra_modules) -> (loss, {"name": value}); modules arrive prepared (device, DDP).
+LossFn = Callable[[torch.nn.Module, dict, tuple], tuple[torch.Tensor, dict[str, float]]]
+
+
+@dataclass
+class TrainOutcome:
+    best_metrics: dict[str, float]
+    best_step: int
+    steps: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def _param_groups(modules: list[torch.nn.Module], weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for module in modules:
+        for name, p in module.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def evaluate(accelerator, model: torch.nn.Module, loader, num_labels: int) -> dict[str, float]:
+    model.eval()
+    preds, golds = [], []
+    for batch in loader:
+        labels = batch.pop("labels")
+        logits = model(**batch).logits
+        p, g = accelerator.gather_for_metrics((logits.argmax(-1), labels))
+        preds.append(p.cpu())
+        golds.append(g.cpu())
+    return classification_metrics(torch.cat(preds).numpy(), torch.cat(golds).numpy(), num_labels)
+
+
+def fit(
+    accelerator,
+    model: torch.nn.Module,
+    train_loader,
+    eval_loader,
+    cfg: TrainingConfig,
+    loss_fn: LossFn,
+    num_labels: int,
+    desc: str,
+    extra_modules: tuple[torch.nn.Module, ...] = (),
+) -> TrainOutcome:
+    """Train ``model`` with ``loss_fn``; keep (and load back) the weights with the best validation score.
+
+    ``extra_modules`` are trained alongside (e.g. hidden-state projections) but not kept.
+    """
+    optimizer = torch.optim.AdamW(_param_groups([model, *extra_modules], cfg.weight_decay), lr=cfg.learning_rate)
+    prepared = accelerator.prepare(model, *extra_modules, optimizer, train_loader, eval_loader)
+    model, extras = prepared[0], prepared[1 : 1 + len(extra_modules)]
+    optimizer, train_loader, eval_loader = prepared[-3:]
+    steps_per_epoch = len(train_loader)
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    warmup = int(cfg.warmup_ratio * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
+    eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
+    best: dict = {"score": -math.inf, "metrics": {}, "step": 0, "state": None}
+    history: list[dict] = []
+    running: dict[str, float] = {}
+    start = time.perf_counter()
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+
+    def validate(step: int) -> None:
+        metrics = evaluate(accelerator, model, eval_loader, num_labels)
+        history.append({"step": step, **{f"train_{k}": round(v, 5) for k, v in running.items()}, **metrics})
+        if metrics[cfg.select_metric] > best["score"]:
+            unwrapped = accelerator.unwrap_model(model)
+            best.update(
+                score=metrics[cfg.select_metric],
+                metrics=metrics,
+                step=step,
+                state={k: v.detach().to("cpu", copy=True) for k, v in unwrapped.state_dict().items()},
+            )
+        bar.set_postfix({**{k: f"{v:.3f}" for k, v in running.items()}, f"val_{cfg.select_metric}": f"{metrics[cfg.select_metric]:.4f}"})
+        model.train()
+        for m in extras:
+            m.train()
+
+    step = 0
+    model.train()
+    for m in extras:
+        m.train()
+    while step < total:
+        for batch in train_loader:
+            loss, parts = loss_fn(model, batch, extras)
+            accelerator.backward(loss)
+            if cfg.max_grad_norm:
+                accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            for k, v in parts.items():  # exponential moving average for a readable progress bar
+                running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
+            bar.update(1)
+            if step % 10 == 0 or step == 1:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
+            if step % eval_every == 0 or step == total:
+                validate(step)
+            if step >= total:
+                break
+    bar.close()
+    if history and history[-1]["step"] != step:
+        validate(step)
+    accelerator.unwrap_model(model).load_state_dict(best["state"])
+    accelerator.wait_for_everyone()
+    return TrainOutcome(best["metrics"], best["step"], step, time.perf_counter() - start, history)
