@@ -13,7 +13,12 @@ def validate(recipe: str | Path, overrides: dict[str, Any] | None = None) -> Rec
     return load_recipe(recipe, overrides)
 
 
-def run(recipe: str | Path | Recipe, output: str | Path | None = None, force: bool = False, overrides: dict[str, Any] | None = None):
+def run(
+    recipe: str | Path | Recipe,
+    output: str | Path | None = None,
+    force: bool = False,
+    overrides: dict[str, Any] | None = None,
+):
     """Run or resume the recipe's whole job; returns a RunSummary (rows, table, stages)."""
     from edgecompress.pipeline import run_recipe
 

@@ -37,7 +37,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     pass
 
@@ -45,8 +47,12 @@ def _root(
 @app.command()
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder (overrides output_dir).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Re-run every stage, ignoring finished ones.")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Run folder (overrides output_dir).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-run every stage, ignoring finished ones.")
+    ] = False,
     set_: SetOption = None,
 ) -> None:
     """Run the recipe end to end (resuming finished stages) and print the report table."""
@@ -63,7 +69,9 @@ def run(
 
 
 @app.command()
-def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")], set_: SetOption = None) -> None:
+def validate(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")], set_: SetOption = None
+) -> None:
     """Check a recipe against the schema (exit code 2 and the field path on error)."""
     from edgecompress import api
     from edgecompress.recipe import parse_overrides
@@ -72,12 +80,16 @@ def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")], 
         parsed = api.validate(recipe, parse_overrides(set_ or []))
     except EdgeCompressError as exc:
         _fail(exc)
-    typer.echo(f"{recipe}: valid (recipe version {parsed.version}, run '{parsed.name}', output {parsed.run_dir})")
+    typer.echo(
+        f"{recipe}: valid (recipe version {parsed.version}, run '{parsed.name}', output {parsed.run_dir})"
+    )
 
 
 @app.command()
 def schema(
-    format: Annotated[str, typer.Option("--format", help="json (JSON Schema) or markdown (docs/recipe.md).")] = "json",
+    format: Annotated[
+        str, typer.Option("--format", help="json (JSON Schema) or markdown (docs/recipe.md).")
+    ] = "json",
 ) -> None:
     """Print the recipe's JSON Schema (for editor completion) or its Markdown reference."""
     if format == "json":
@@ -94,7 +106,9 @@ def schema(
 
 @app.command()
 def predict(
-    folder: Annotated[Path, typer.Argument(help="A variant folder, e.g. runs/bert_to_tiny/models/student-int8-dynamic.")],
+    folder: Annotated[
+        Path, typer.Argument(help="A variant folder, e.g. runs/bert_to_tiny/models/student-int8-dynamic.")
+    ],
     texts: Annotated[list[str], typer.Argument(help="One or more texts to classify.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:

@@ -23,9 +23,11 @@ def _type(prop: dict, defs: dict) -> str:
     return prop.get("type", "any")
 
 
-def _default(prop: dict) -> str:
-    if "default" not in prop:
+def _default(prop: dict, required: bool) -> str:
+    if required:
         return "required"
+    if "default" not in prop:
+        return "see its section" if "$ref" in prop else "built-in"
     value: Any = prop["default"]
     text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
     return f"`{text}`" if len(text) < 60 else "see schema"
@@ -36,9 +38,10 @@ def _section(title: str, schema: dict, defs: dict) -> list[str]:
     if schema.get("description"):
         lines += [" ".join(schema["description"].split()), ""]
     lines += ["| field | type | default | description |", "|---|---|---|---|"]
+    required = set(schema.get("required", []))
     for name, prop in schema.get("properties", {}).items():
         desc = " ".join((prop.get("description") or "").split())
-        lines.append(f"| `{name}` | {_type(prop, defs)} | {_default(prop)} | {desc} |")
+        lines.append(f"| `{name}` | {_type(prop, defs)} | {_default(prop, name in required)} | {desc} |")
     return lines + [""]
 
 

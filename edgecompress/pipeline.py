@@ -1,7 +1,8 @@
 """The main job: recipe in, deployable ONNX variants and a size/latency/accuracy report out.
 
 data -> teacher (fine-tune) -> student (distill) -> export (fp32 ONNX) -> quantize -> benchmark -> report.
-Each stage lives in its own folder under the run folder, keyed by a hash of its config and inputs.
+Each stage lives in its own folder under the run folder, keyed by a hash of its config and inputs, so a
+finished stage is reused and a changed one re-runs with everything downstream of it.
 """
 
 from __future__ import annotations
@@ -30,105 +31,186 @@ class RunSummary:
     stages: list[StageResult]
 
 
-def run_recipe(recipe: Recipe, output: str | Path | None = None, force: bool = False, log=_stderr) -> RunSummary | None:
-    """Run (or resume) every stage of ``recipe``. Returns None on non-main processes of a distributed run."""
-    from edgecompress.quiet import quiet_third_party
+class Pipeline:
+    """The stages of one recipe over one run folder; each method runs (or reuses) one stage.
 
-    quiet_third_party()
-    from edgecompress.benchmark import stage as benchmark_stage
-    from edgecompress.data import stage as data_stage
-    from edgecompress.data.examples import PreparedData
-    from edgecompress.distill import stage as distill_stage
-    from edgecompress.export import stage as export_stage
-    from edgecompress.export.artifact import read_manifest, write_manifest
-    from edgecompress.quantize import QuantContext, quantize
-    from edgecompress.report import stage as report_stage
-    from edgecompress.teacher import stage as teacher_stage
-    from edgecompress.training.accel import make_accelerator
+    ``run()`` chains them all; scripts (benchmarks/) call the pieces they need.
+    """
 
-    accelerator = make_accelerator(recipe.device, recipe.mixed_precision, recipe.seed)
-    main = accelerator.is_main_process
-    run_dir = Path(output) if output else recipe.run_dir
-    folder = RunFolder(run_dir, force=force, is_main_process=main)
-    say = log if main else (lambda _msg: None)
-    sync = accelerator.wait_for_everyone
-    recipe_dict = recipe.model_dump(mode="json")
-    if main:
-        (run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
-    seed, max_len = recipe.seed, recipe.data.max_length
+    def __init__(self, recipe: Recipe, output: str | Path | None = None, force: bool = False, log=_stderr):
+        from edgecompress.quiet import quiet_third_party
+        from edgecompress.training.accel import make_accelerator
 
-    def stage(name: str, key: str, build) -> StageResult:
-        done = folder.finished(name, key) is not None
-        say(f"[{name}] {'reused (finished earlier)' if done else 'running'}")
-        result = folder.stage(name, key, build, sync=sync)
+        quiet_third_party()
+        self.recipe = recipe
+        self.recipe_dict = recipe.model_dump(mode="json")
+        self.accelerator = make_accelerator(recipe.device, recipe.mixed_precision, recipe.seed)
+        self.main = self.accelerator.is_main_process
+        self.run_dir = Path(output) if output else recipe.run_dir
+        self.folder = RunFolder(self.run_dir, force=force, is_main_process=self.main)
+        self.log = log if self.main else (lambda _msg: None)
+        self.keys: dict[str, str] = {}
+        self.variants: dict[str, Path] = {}
+        self._data = None
+        if self.main:
+            (self.run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
+
+    @property
+    def seed(self) -> int:
+        return self.recipe.seed
+
+    @property
+    def max_length(self) -> int:
+        return self.recipe.data.max_length
+
+    def stage(self, name: str, key: str, build) -> StageResult:
+        done = self.folder.finished(name, key) is not None
+        self.log(f"[{name}] {'reused (finished earlier)' if done else 'running'}")
+        result = self.folder.stage(name, key, build, sync=self.accelerator.wait_for_everyone)
         if not result.reused:
-            say(f"[{name}] done in {result.seconds:.1f} s")
+            self.log(f"[{name}] done in {result.seconds:.1f} s")
         return result
 
-    def build_data(tmp: Path) -> dict:
-        data = data_stage.prepare(recipe.data, seed)
-        if main:
-            data.save(tmp)
-        return data.stats()
+    def data(self):
+        from edgecompress.data import stage as data_stage
+        from edgecompress.data.examples import PreparedData
 
-    k_data = fingerprint("data", data_stage.STAGE_VERSION, recipe.data, seed)
-    data_dir = stage("data", k_data, build_data).path
-    data = PreparedData.load(data_dir)
+        if self._data is None:
 
-    k_teacher = fingerprint("teacher", teacher_stage.STAGE_VERSION, recipe.teacher, k_data, seed, max_len)
-    teacher_dir = stage(
-        "teacher", k_teacher, lambda tmp: teacher_stage.run(recipe.teacher, data, tmp, accelerator, seed, max_len)
-    ).path
+            def build(tmp: Path) -> dict:
+                data = data_stage.prepare(self.recipe.data, self.seed)
+                if self.main:
+                    data.save(tmp)
+                return data.stats()
 
-    k_student = fingerprint("student", distill_stage.STAGE_VERSION, recipe.student, recipe.distill, k_teacher, seed, max_len)
-    student_dir = stage(
-        "student",
-        k_student,
-        lambda tmp: distill_stage.run(recipe.student, recipe.distill, data, teacher_dir, tmp, accelerator, seed, max_len),
-    ).path
-    if not main:
-        return None
+            self.keys["data"] = fingerprint("data", data_stage.STAGE_VERSION, self.recipe.data, self.seed)
+            self._data = PreparedData.load(self.stage("data", self.keys["data"], build).path)
+        return self._data
 
-    variants: dict[str, Path] = {}
-    keys: dict[str, str] = {}
-    for base, model_dir, k_model in (("teacher", teacher_dir, k_teacher), ("student", student_dir, k_student)):
-        name = f"{base}-fp32"
-        keys[name] = fingerprint("export", export_stage.STAGE_VERSION, recipe.export, k_model, max_len)
-        variants[name] = stage(
-            f"models/{name}",
-            keys[name],
-            lambda tmp, model_dir=model_dir, name=name: export_stage.run(
-                recipe.export, model_dir, data, tmp, name, recipe_dict, max_len
+    def teacher(self) -> Path:
+        from edgecompress.teacher import stage as teacher_stage
+
+        data, r = self.data(), self.recipe
+        self.keys["teacher"] = fingerprint(
+            "teacher", teacher_stage.STAGE_VERSION, r.teacher, self.keys["data"], self.seed, self.max_length
+        )
+        return self.stage(
+            "teacher",
+            self.keys["teacher"],
+            lambda tmp: teacher_stage.run(r.teacher, data, tmp, self.accelerator, self.seed, self.max_length),
+        ).path
+
+    def student(self, name: str = "student", distill_cfg=None) -> Path:
+        """Distil the recipe's student (or, for ablations, the same student with another DistillConfig)."""
+        from edgecompress.distill import stage as distill_stage
+
+        teacher_dir, data, r = self.teacher(), self.data(), self.recipe
+        cfg = distill_cfg or r.distill
+        self.keys[name] = fingerprint(
+            "student",
+            distill_stage.STAGE_VERSION,
+            r.student,
+            cfg,
+            self.keys["teacher"],
+            self.seed,
+            self.max_length,
+        )
+        return self.stage(
+            name,
+            self.keys[name],
+            lambda tmp: distill_stage.run(
+                r.student, cfg, data, teacher_dir, tmp, self.accelerator, self.seed, self.max_length
             ),
         ).path
 
-    for qcfg in recipe.quantization.variants:
-        source = "student-fp32"
-        name = f"student-{qcfg.name}"
-        keys[name] = fingerprint("quantize", 1, qcfg, keys[source], max_len, seed)
+    def export(self, variant: str, model_dir: Path, model_key: str) -> Path:
+        from edgecompress.export import stage as export_stage
 
-        def build_quant(tmp: Path, qcfg=qcfg, source=source, name=name) -> dict:
-            scratch = run_dir / f".scratch-{name}"
+        data = self.data()
+        self.keys[variant] = fingerprint(
+            "export", export_stage.STAGE_VERSION, self.recipe.export, model_key, self.max_length
+        )
+        self.variants[variant] = self.stage(
+            f"models/{variant}",
+            self.keys[variant],
+            lambda tmp: export_stage.run(
+                self.recipe.export, model_dir, data, tmp, variant, self.recipe_dict, self.max_length
+            ),
+        ).path
+        return self.variants[variant]
+
+    def quantize(self, source: str, qcfg) -> Path:
+        from edgecompress.export.artifact import read_manifest, write_manifest
+        from edgecompress.quantize import QuantContext, quantize
+
+        data = self.data()
+        base = source.removesuffix("-fp32")
+        variant = f"{base}-{qcfg.name}"
+        self.keys[variant] = fingerprint("quantize", 1, qcfg, self.keys[source], self.max_length, self.seed)
+
+        def build(tmp: Path) -> dict:
+            scratch = self.run_dir / f".scratch-{variant}"
             try:
-                info = quantize(qcfg, variants[source], tmp, QuantContext(data, max_len, seed, scratch))
+                info = quantize(
+                    qcfg, self.variants[source], tmp, QuantContext(data, self.max_length, self.seed, scratch)
+                )
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
-            src = read_manifest(variants[source])
+            src = read_manifest(self.variants[source])
             info = {**info, "params": src["params"], "source_variant": source, "labels": data.labels}
-            write_manifest(tmp, name, recipe_dict, info)
+            write_manifest(tmp, variant, self.recipe_dict, info)
             return info
 
-        variants[name] = stage(f"models/{name}", keys[name], build_quant).path
+        self.variants[variant] = self.stage(f"models/{variant}", self.keys[variant], build).path
+        return self.variants[variant]
 
-    seq_len = recipe.sequence_length
-    k_bench = fingerprint("benchmark", benchmark_stage.STAGE_VERSION, recipe.benchmark, seq_len, max_len, keys, k_data)
-    bench_dir = stage(
-        "benchmark",
-        k_bench,
-        lambda tmp: benchmark_stage.run(recipe.benchmark, variants, data, max_len, seq_len, tmp, log=say),
-    ).path
+    def benchmark(self) -> Path:
+        from edgecompress.benchmark import stage as benchmark_stage
 
-    stages = [{"name": r.name, "reused": r.reused, "seconds": r.seconds} for r in folder.results]
-    out = report_stage.run(recipe.report, bench_dir, run_dir, TEACHER_VARIANT, recipe_dict, stages)
-    say(f"[report] {run_dir / 'report.md'}")
-    return RunSummary(run_dir, out["rows"], out["table"], folder.results)
+        r, data = self.recipe, self.data()
+        seq_len = r.sequence_length
+        variant_keys = {name: self.keys[name] for name in self.variants}
+        key = fingerprint(
+            "benchmark",
+            benchmark_stage.STAGE_VERSION,
+            r.benchmark,
+            seq_len,
+            self.max_length,
+            variant_keys,
+            self.keys["data"],
+        )
+        return self.stage(
+            "benchmark",
+            key,
+            lambda tmp: benchmark_stage.run(
+                r.benchmark, self.variants, data, self.max_length, seq_len, tmp, log=self.log
+            ),
+        ).path
+
+    def report(self, bench_dir: Path) -> RunSummary:
+        from edgecompress.report import stage as report_stage
+
+        stages = [{"name": s.name, "reused": s.reused, "seconds": s.seconds} for s in self.folder.results]
+        out = report_stage.run(
+            self.recipe.report, bench_dir, self.run_dir, TEACHER_VARIANT, self.recipe_dict, stages
+        )
+        self.log(f"[report] {self.run_dir / 'report.md'}")
+        return RunSummary(self.run_dir, out["rows"], out["table"], self.folder.results)
+
+    def run(self) -> RunSummary | None:
+        teacher_dir = self.teacher()
+        student_dir = self.student()
+        if not self.main:  # distributed training: only the main process exports, measures and reports
+            return None
+        self.export(TEACHER_VARIANT, teacher_dir, self.keys["teacher"])
+        self.export("student-fp32", student_dir, self.keys["student"])
+        for qcfg in self.recipe.quantization.variants:
+            self.quantize("student-fp32", qcfg)
+        return self.report(self.benchmark())
+
+
+def run_recipe(
+    recipe: Recipe, output: str | Path | None = None, force: bool = False, log=_stderr
+) -> RunSummary | None:
+    """Run (or resume) every stage of ``recipe``. Returns None on non-main processes of a distributed run."""
+    return Pipeline(recipe, output, force, log).run()

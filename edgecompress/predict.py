@@ -15,13 +15,18 @@ def load_pipeline(folder: str | Path):
     quiet_third_party()
     folder = Path(folder)
     if not (folder / "model.onnx").is_file():
-        raise ModelError("no model.onnx here (expected a variant folder such as runs/<name>/models/student-int8-dynamic)", where=str(folder))
+        raise ModelError(
+            "no model.onnx here (expected a variant folder such as runs/<name>/models/student-int8-dynamic)",
+            where=str(folder),
+        )
     if (folder / "manifest.json").is_file():
         from edgecompress.export.artifact import verify
 
         changed = verify(folder)
         if changed:
-            print(f"warning: {folder}: files differ from manifest.json: {', '.join(changed)}", file=sys.stderr)
+            print(
+                f"warning: {folder}: files differ from manifest.json: {', '.join(changed)}", file=sys.stderr
+            )
     from optimum.onnxruntime import ORTModelForSequenceClassification
     from transformers import AutoTokenizer, pipeline
 
@@ -38,4 +43,4 @@ def predict(folder: str | Path, texts: list[str]) -> list[dict]:
     if not texts:
         raise ModelError("no text given", where="predict")
     classify = load_pipeline(folder)
-    return [{"text": t, **r} for t, r in zip(texts, classify(list(texts), truncation=True))]
+    return [{"text": t, **r} for t, r in zip(texts, classify(list(texts), truncation=True), strict=True)]

@@ -48,18 +48,30 @@ class Recipe(StageConfig):
 
     version: Literal[1] = Field(RECIPE_VERSION, description="Schema version of this recipe.")
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Run name, used in reports.")
-    output_dir: str | None = Field(None, description="Run folder; default runs/<name>. --output overrides it.")
+    output_dir: str | None = Field(
+        None, description="Run folder; default runs/<name>. --output overrides it."
+    )
     seed: int = Field(42, description="Seeds data splits, initialisation and shuffling.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Training device; auto uses a GPU if present.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Training device; auto uses a GPU if present."
+    )
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Training precision on GPU.")
-    data: DataConfig = Field(default_factory=DataConfig)
-    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
-    student: StudentConfig = Field(default_factory=StudentConfig)
-    distill: DistillConfig = Field(default_factory=DistillConfig)
-    quantization: QuantizationConfig = Field(default_factory=QuantizationConfig)
-    export: ExportConfig = Field(default_factory=ExportConfig)
-    benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
-    report: ReportConfig = Field(default_factory=ReportConfig)
+    data: DataConfig = Field(default_factory=DataConfig, description="Labelled text and its splits.")
+    teacher: TeacherConfig = Field(
+        default_factory=TeacherConfig, description="The teacher model and its fine-tuning."
+    )
+    student: StudentConfig = Field(default_factory=StudentConfig, description="The student model.")
+    distill: DistillConfig = Field(
+        default_factory=DistillConfig, description="Distillation losses and training."
+    )
+    quantization: QuantizationConfig = Field(
+        default_factory=QuantizationConfig, description="Quantized variants."
+    )
+    export: ExportConfig = Field(default_factory=ExportConfig, description="ONNX export and parity check.")
+    benchmark: BenchmarkConfig = Field(
+        default_factory=BenchmarkConfig, description="ONNX Runtime measurements."
+    )
+    report: ReportConfig = Field(default_factory=ReportConfig, description="Report outputs.")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Recipe:

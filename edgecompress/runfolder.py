@@ -59,7 +59,9 @@ class RunFolder:
         info = json.loads(meta.read_text())
         return info if info.get("key") == key else None
 
-    def stage(self, name: str, key: str, build: Callable[[Path], dict], sync: Callable[[], None] = lambda: None) -> StageResult:
+    def stage(
+        self, name: str, key: str, build: Callable[[Path], dict], sync: Callable[[], None] = lambda: None
+    ) -> StageResult:
         """Reuse ``<run>/<name>`` if finished with ``key``, else run ``build(tmp_dir)`` and swap it in atomically.
 
         ``build`` may run on every process (distributed training); only the main process writes and swaps.
@@ -84,7 +86,13 @@ class RunFolder:
             raise
         seconds = round(time.perf_counter() - start, 1)
         if self.is_main_process:
-            meta = {"stage": name, "key": key, "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "record": record}
+            meta = {
+                "stage": name,
+                "key": key,
+                "seconds": seconds,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "record": record,
+            }
             (tmp / STAGE_FILE).write_text(json.dumps(meta, indent=2, default=str))
             final.parent.mkdir(parents=True, exist_ok=True)
             old = self.root / f".{name.replace('/', '_')}.old"

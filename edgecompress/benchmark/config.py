@@ -13,7 +13,9 @@ class BenchmarkConfig(StageConfig):
     sequence_length: int | None = Field(None, ge=1, description="Tokens per input; default data.max_length.")
     batch_sizes: list[int] = Field([1, 8], min_length=1, description="Batch sizes timed; must include 1.")
     threads: list[int] = Field(
-        [1, 0], min_length=1, description="intra-op threads timed; 0 = all cores. Must include 1 (the mobile-class profile)."
+        [1, 0],
+        min_length=1,
+        description="intra-op threads timed; 0 = all cores. Must include 1 (the mobile-class profile).",
     )
     runs: int = Field(100, ge=1, description="Timed runs per variant and setting, after warm-up.")
     warmup: int = Field(10, ge=0)

@@ -10,11 +10,20 @@ import numpy as np
 from edgecompress.export.onnx import ort_feed, ort_session
 
 
-def fixed_length_inputs(tokenizer, texts: list[str], batch_size: int, sequence_length: int, pairs=None) -> dict:
+def fixed_length_inputs(
+    tokenizer, texts: list[str], batch_size: int, sequence_length: int, pairs=None
+) -> dict:
     """``batch_size`` real texts padded/truncated to exactly ``sequence_length`` tokens."""
     picked = [texts[i % len(texts)] for i in range(batch_size)]
     picked_pairs = None if pairs is None else [pairs[i % len(pairs)] for i in range(batch_size)]
-    enc = tokenizer(picked, picked_pairs, truncation=True, max_length=sequence_length, padding="max_length", return_tensors="np")
+    enc = tokenizer(
+        picked,
+        picked_pairs,
+        truncation=True,
+        max_length=sequence_length,
+        padding="max_length",
+        return_tensors="np",
+    )
     return dict(enc)
 
 
@@ -73,7 +82,15 @@ def measure_latency(
             }
             times = time_interleaved(sessions, feeds, runs, warmup)
             for name in variants:
-                rows.append({"variant": name, "batch_size": b, "threads": n_threads, "sequence_length": sequence_length, **summarize(times[name], b)})
+                rows.append(
+                    {
+                        "variant": name,
+                        "batch_size": b,
+                        "threads": n_threads,
+                        "sequence_length": sequence_length,
+                        **summarize(times[name], b),
+                    }
+                )
             if progress:
                 progress(f"timed batch {b}, {n_threads} thread(s)")
         del sessions

@@ -9,12 +9,36 @@ from importlib import metadata
 
 # ISA extensions that decide which kernels ONNX Runtime and PyTorch can use
 ISA_FLAGS = (
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-    "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm", "sve", "bf16",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "sve",
+    "bf16",
 )
 LIBRARIES = (
-    "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "neural-compressor",
-    "accelerate", "numpy",
+    "torch",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "onnx",
+    "onnxruntime",
+    "neural-compressor",
+    "accelerate",
+    "numpy",
 )
 
 

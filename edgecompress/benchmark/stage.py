@@ -17,14 +17,24 @@ from edgecompress.training.metrics import classification_metrics
 STAGE_VERSION = 1
 
 
-def evaluate_test_split(folder: Path, tokenizer, data: PreparedData, max_length: int, batch_size: int) -> dict:
+def evaluate_test_split(
+    folder: Path, tokenizer, data: PreparedData, max_length: int, batch_size: int
+) -> dict:
     texts, pairs = data.texts("test")
     logits = ort_logits(ort_session(folder / "model.onnx"), tokenizer, texts, max_length, batch_size, pairs)
     metrics = classification_metrics(logits.argmax(-1), data.label_ids("test"), len(data.labels))
     return {**metrics, "test_samples": len(texts)}
 
 
-def run(cfg: BenchmarkConfig, variants: dict[str, Path], data: PreparedData, max_length: int, sequence_length: int, out_dir: Path, log=print) -> dict:
+def run(
+    cfg: BenchmarkConfig,
+    variants: dict[str, Path],
+    data: PreparedData,
+    max_length: int,
+    sequence_length: int,
+    out_dir: Path,
+    log=print,
+) -> dict:
     from transformers import AutoTokenizer
 
     tokenizers = {name: AutoTokenizer.from_pretrained(folder) for name, folder in variants.items()}
@@ -42,7 +52,13 @@ def run(cfg: BenchmarkConfig, variants: dict[str, Path], data: PreparedData, max
     texts, pairs = data.texts("validation")
     latency = measure_latency(
         {name: (folder / "model.onnx", tokenizers[name]) for name, folder in variants.items()},
-        texts, pairs, sequence_length, cfg.batch_sizes, cfg.threads, cfg.runs, cfg.warmup,
+        texts,
+        pairs,
+        sequence_length,
+        cfg.batch_sizes,
+        cfg.threads,
+        cfg.runs,
+        cfg.warmup,
         progress=lambda msg: log(f"  {msg}"),
     )
     record = {"machine": machine_info(), "hardware": hardware_tag(), "variants": results, "latency": latency}

@@ -48,7 +48,9 @@ class DataConfig(StageConfig):
             self.name = self.name or "rotten_tomatoes"
             for field in ("path", "train", "validation", "test", "subset"):
                 if getattr(self, field) is not None:
-                    raise ValueError(f"'{field}' is not used with source 'embedded' (use source: csv/tsv/jsonl/folder)")
+                    raise ValueError(
+                        f"'{field}' is not used with source 'embedded' (use source: csv/tsv/jsonl/folder)"
+                    )
             return self
         if self.source == "hub":
             if not self.name:

@@ -46,7 +46,11 @@ class PreparedData:
     def texts(self, split: str, limit: int | None = None) -> tuple[list[str], list[str] | None]:
         """Texts of a split and their pair texts (None for single-text tasks), in split order."""
         examples = self.splits[split][:limit]
-        pairs = [ex.text_pair or "" for ex in examples] if any(ex.text_pair is not None for ex in examples) else None
+        pairs = (
+            [ex.text_pair or "" for ex in examples]
+            if any(ex.text_pair is not None for ex in examples)
+            else None
+        )
         return [ex.text for ex in examples], pairs
 
     def save(self, folder: Path) -> None:

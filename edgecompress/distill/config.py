@@ -13,12 +13,16 @@ from edgecompress.training.config import TrainingConfig
 class StudentConfig(StageConfig):
     """The small model: the teacher's architecture with fewer layers (default), other widths, or any model."""
 
-    model: str | None = Field(None, description="Use this model (local folder or hub id) instead of building one.")
+    model: str | None = Field(
+        None, description="Use this model (local folder or hub id) instead of building one."
+    )
     num_layers: int = Field(3, ge=1, description="Transformer layers of the built student.")
     init_layers: list[int] | None = Field(
         None, description="Teacher layers (0-based) copied into the student; default spread evenly."
     )
-    hidden_size: int | None = Field(None, ge=8, description="Other width: the student is randomly initialised.")
+    hidden_size: int | None = Field(
+        None, ge=8, description="Other width: the student is randomly initialised."
+    )
     num_attention_heads: int | None = Field(None, ge=1)
     intermediate_size: int | None = Field(None, ge=8)
 
@@ -39,7 +43,9 @@ class StudentConfig(StageConfig):
 
     @property
     def changes_width(self) -> bool:
-        return any(v is not None for v in (self.hidden_size, self.num_attention_heads, self.intermediate_size))
+        return any(
+            v is not None for v in (self.hidden_size, self.num_attention_heads, self.intermediate_size)
+        )
 
 
 class LossWeights(StageConfig):

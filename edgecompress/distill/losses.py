@@ -11,7 +11,9 @@ from edgecompress.distill.config import DistillConfig
 EPS = 1e-12
 
 
-def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def soft_target_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """T^2 * KL(teacher || student) on temperature-softened distributions (Hinton et al.)."""
     t = temperature
     return (
@@ -57,7 +59,9 @@ def attention_transfer_loss(
     return (per_row * rows).sum() / rows.sum().clamp_min(1)
 
 
-def hidden_state_loss(student_h: torch.Tensor, teacher_h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def hidden_state_loss(
+    student_h: torch.Tensor, teacher_h: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
     """Mean squared error over real tokens and hidden units."""
     tokens = attention_mask.to(student_h.dtype)
     per_token = ((student_h - teacher_h) ** 2).mean(-1)

@@ -32,10 +32,14 @@ def plan_matching(
     n_s, n_t = student.config.num_hidden_layers, teacher.config.num_hidden_layers
     mapping = cfg.layer_mapping or evenly_spread(n_t, n_s)
     if len(mapping) != n_s:
-        raise RecipeError(f"{len(mapping)} entries for a student of {n_s} layers", where="distill.layer_mapping")
+        raise RecipeError(
+            f"{len(mapping)} entries for a student of {n_s} layers", where="distill.layer_mapping"
+        )
     bad = [m for m in mapping if not 0 <= m < n_t]
     if bad:
-        raise RecipeError(f"teacher layer {bad[0]} does not exist (the teacher has {n_t})", where="distill.layer_mapping")
+        raise RecipeError(
+            f"teacher layer {bad[0]} does not exist (the teacher has {n_t})", where="distill.layer_mapping"
+        )
     if cfg.weights.attention and cfg.head_mismatch == "refuse":
         s_heads, t_heads = heads_per_layer(student), heads_per_layer(teacher)
         for i, t in enumerate(mapping):
@@ -47,6 +51,22 @@ def plan_matching(
                     where="distill.head_mismatch",
                 )
     return mapping
+
+
+def disable_attention_dropout(model: torch.nn.Module) -> int:
+    """Attention maps are returned after dropout; compared with the teacher's they would look like noise.
+
+    Switches off dropout inside self-attention modules (BERT, RoBERTa, DistilBERT, ELECTRA naming);
+    returns how many were switched off.
+    """
+    count = 0
+    for module in model.modules():
+        if type(module).__name__.endswith("SelfAttention"):
+            for child in module.modules():
+                if isinstance(child, torch.nn.Dropout) and child.p > 0:
+                    child.p = 0.0
+                    count += 1
+    return count
 
 
 def distill(
@@ -63,14 +83,21 @@ def distill(
 ) -> dict:
     """Train ``student`` in place against ``teacher``; returns the training record. Reused by pruning recovery."""
     mapping = plan_matching(cfg, student, teacher, teacher_heads)
-    loss_module = DistillationLoss(cfg, mapping, student.config.hidden_size, teacher.config.hidden_size, teacher_heads)
+    if cfg.weights.attention:
+        disable_attention_dropout(student)
+    loss_module = DistillationLoss(
+        cfg, mapping, student.config.hidden_size, teacher.config.hidden_size, teacher_heads
+    )
     train_split = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), max_length)
     val_split = EncodedSplit(tokenizer, data.splits["validation"], data.label_ids("validation"), max_length)
     use_teacher = cfg.weights.uses_teacher
     teacher.to(accelerator.device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    want = {"output_attentions": loss_module.needs_attentions, "output_hidden_states": loss_module.needs_hidden_states}
+    want = {
+        "output_attentions": loss_module.needs_attentions,
+        "output_hidden_states": loss_module.needs_hidden_states,
+    }
 
     def loss_fn(model, batch, extras):
         labels = batch.pop("labels")
@@ -131,7 +158,10 @@ def run(
                 "the student's tokenizer differs from the teacher's; distillation needs a shared vocabulary",
                 where="student.model",
             )
-    record = {"student": built, **distill(cfg, student, teacher, tokenizer, data, accelerator, seed, max_length)}
+    record = {
+        "student": built,
+        **distill(cfg, student, teacher, tokenizer, data, accelerator, seed, max_length),
+    }
     if accelerator.is_main_process:
         student = accelerator.unwrap_model(student).to("cpu")
         student.save_pretrained(out_dir, safe_serialization=True)

@@ -31,7 +31,11 @@ def file_table(folder: Path) -> dict[str, dict]:
 
 def onnx_size_mb(folder: Path) -> float:
     """Size of the ONNX graph and any external weight files, in MB (10^6 bytes)."""
-    total = sum(p.stat().st_size for p in folder.iterdir() if p.suffix in (".onnx", ".data") or p.name.endswith(".onnx_data"))
+    total = sum(
+        p.stat().st_size
+        for p in folder.iterdir()
+        if p.suffix in (".onnx", ".data") or p.name.endswith(".onnx_data")
+    )
     return total / 1e6
 
 
@@ -68,4 +72,6 @@ def verify(folder: Path) -> list[str]:
     """Files whose sha256 no longer matches the manifest (empty when the artifact is intact)."""
     recorded = read_manifest(folder)["files"]
     current = file_table(folder)
-    return sorted(name for name in recorded if current.get(name, {}).get("sha256") != recorded[name]["sha256"])
+    return sorted(
+        name for name in recorded if current.get(name, {}).get("sha256") != recorded[name]["sha256"]
+    )

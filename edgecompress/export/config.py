@@ -11,5 +11,9 @@ class ExportConfig(StageConfig):
     """Export through Optimum (dynamic batch and sequence axes) and compare with PyTorch."""
 
     opset: int = Field(17, ge=14, le=21)
-    parity_samples: int = Field(128, ge=1, description="Validation examples compared PyTorch vs ONNX Runtime.")
-    parity_atol: float = Field(1e-3, gt=0, description="Largest allowed |logit difference|; beyond it the stage fails.")
+    parity_samples: int = Field(
+        128, ge=1, description="Validation examples compared PyTorch vs ONNX Runtime."
+    )
+    parity_atol: float = Field(
+        1e-3, gt=0, description="Largest allowed |logit difference|; beyond it the stage fails."
+    )

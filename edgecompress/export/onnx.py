@@ -57,7 +57,9 @@ def ort_feed(session, encoded: dict) -> dict:
     return {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items() if k in names}
 
 
-def ort_logits(session, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, pairs=None) -> np.ndarray:
+def ort_logits(
+    session, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, pairs=None
+) -> np.ndarray:
     out = []
     for i in range(0, len(texts), batch_size):
         enc = tokenizer(
@@ -73,7 +75,9 @@ def ort_logits(session, tokenizer, texts: list[str], max_length: int, batch_size
 
 
 @torch.no_grad()
-def torch_logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, pairs=None) -> np.ndarray:
+def torch_logits(
+    model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, pairs=None
+) -> np.ndarray:
     model.eval()
     out = []
     for i in range(0, len(texts), batch_size):
@@ -97,7 +101,9 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> dict:
     }
 
 
-def check_parity(model, tokenizer, onnx_path: Path, texts: list[str], max_length: int, atol: float, pairs=None) -> dict:
+def check_parity(
+    model, tokenizer, onnx_path: Path, texts: list[str], max_length: int, atol: float, pairs=None
+) -> dict:
     """Max |logit difference| and argmax agreement, PyTorch vs ONNX Runtime; a StageError beyond ``atol``."""
     reference = torch_logits(model, tokenizer, texts, max_length, pairs=pairs)
     candidate = ort_logits(ort_session(onnx_path), tokenizer, texts, max_length, pairs=pairs)

@@ -16,7 +16,15 @@ def count_parameters(model) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def run(cfg: ExportConfig, model_dir: Path, data: PreparedData, out_dir: Path, variant: str, recipe: dict, max_length: int) -> dict:
+def run(
+    cfg: ExportConfig,
+    model_dir: Path,
+    data: PreparedData,
+    out_dir: Path,
+    variant: str,
+    recipe: dict,
+    max_length: int,
+) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     onnx_path = export(model_dir, out_dir, cfg.opset)

@@ -30,11 +30,15 @@ class ModelSource:
     trust_remote_code: bool = False
 
 
-def resolve(spec: str, field: str, revision: str | None = None, trust_remote_code: bool = False) -> ModelSource:
+def resolve(
+    spec: str, field: str, revision: str | None = None, trust_remote_code: bool = False
+) -> ModelSource:
     if spec.startswith(EMBEDDED_PREFIX):
-        name = spec[len(EMBEDDED_PREFIX):]
+        name = spec[len(EMBEDDED_PREFIX) :]
         if name not in EMBEDDED_MODELS:
-            raise ModelError(f"unknown embedded model '{name}' (known: {', '.join(EMBEDDED_MODELS)})", where=field)
+            raise ModelError(
+                f"unknown embedded model '{name}' (known: {', '.join(EMBEDDED_MODELS)})", where=field
+            )
         package, sub, wheel = EMBEDDED_MODELS[name]
         found = importlib.util.find_spec(package)
         if found is None or found.origin is None:

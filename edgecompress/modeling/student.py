@@ -24,7 +24,11 @@ def layer_list_name(model: torch.nn.Module) -> str:
     """Dotted name of the ModuleList holding the transformer layers (BERT, RoBERTa, DistilBERT, ...)."""
     n = model.config.num_hidden_layers
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n and name.split(".")[-1] in ("layer", "layers"):
+        if (
+            isinstance(module, torch.nn.ModuleList)
+            and len(module) == n
+            and name.split(".")[-1] in ("layer", "layers")
+        ):
             return name
     raise ModelError(f"cannot find the transformer layers of {type(model).__name__}", where="student")
 
@@ -44,7 +48,9 @@ def copy_from_teacher(student: torch.nn.Module, teacher: torch.nn.Module, init_l
     student.load_state_dict(new_state)
 
 
-def build_student(teacher: torch.nn.Module, cfg: StudentConfig, labels: list[str]) -> tuple[torch.nn.Module, dict]:
+def build_student(
+    teacher: torch.nn.Module, cfg: StudentConfig, labels: list[str]
+) -> tuple[torch.nn.Module, dict]:
     """The student model and a description of how it was made (for the run's records)."""
     if cfg.model is not None:
         model, _ = load_classifier(resolve(cfg.model, "student.model"), labels)
@@ -54,7 +60,9 @@ def build_student(teacher: torch.nn.Module, cfg: StudentConfig, labels: list[str
     t_cfg = teacher.config
     n_teacher = t_cfg.num_hidden_layers
     if cfg.num_layers > n_teacher and not cfg.changes_width:
-        raise RecipeError(f"{cfg.num_layers} layers asked, the teacher has only {n_teacher}", where="student.num_layers")
+        raise RecipeError(
+            f"{cfg.num_layers} layers asked, the teacher has only {n_teacher}", where="student.num_layers"
+        )
     s_cfg = copy.deepcopy(t_cfg)
     s_cfg.num_hidden_layers = cfg.num_layers
     for field in ("hidden_size", "num_attention_heads", "intermediate_size"):
@@ -68,10 +76,17 @@ def build_student(teacher: torch.nn.Module, cfg: StudentConfig, labels: list[str
     s_cfg._attn_implementation = "eager"
     student = AutoModelForSequenceClassification.from_config(s_cfg, attn_implementation="eager")
     if cfg.changes_width:
-        return student, {"built_from": "teacher config", "init": "random (other width)", "layers": cfg.num_layers}
+        return student, {
+            "built_from": "teacher config",
+            "init": "random (other width)",
+            "layers": cfg.num_layers,
+        }
     init = cfg.init_layers or evenly_spread(n_teacher, cfg.num_layers)
     bad = [i for i in init if i >= n_teacher]
     if bad:
-        raise RecipeError(f"teacher layer {bad[0]} does not exist (the teacher has {n_teacher})", where="student.init_layers")
+        raise RecipeError(
+            f"teacher layer {bad[0]} does not exist (the teacher has {n_teacher})",
+            where="student.init_layers",
+        )
     copy_from_teacher(student, teacher, init)
     return student, {"built_from": "teacher", "init_layers": init, "layers": cfg.num_layers}

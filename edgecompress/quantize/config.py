@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -16,7 +16,9 @@ class Int8DynamicConfig(StageConfig):
 
     method: Literal["int8_dynamic"] = "int8_dynamic"
     name: str = Field("int8-dynamic", pattern=r"^[A-Za-z0-9_.-]+$", description="Variant name in the report.")
-    preset: IsaPreset = Field("auto", description="Optimum preset named after the target ISA; auto reads this CPU.")
+    preset: IsaPreset = Field(
+        "auto", description="Optimum preset named after the target ISA; auto reads this CPU."
+    )
     per_channel: bool = Field(False, description="Per-output-channel weight scales.")
 
 
@@ -32,4 +34,4 @@ class Int8StaticConfig(StageConfig):
     percentile: float = Field(99.999, gt=50, le=100, description="For calibration_method: percentile.")
 
 
-QuantVariantConfig = Annotated[Union[Int8DynamicConfig, Int8StaticConfig], Field(discriminator="method")]
+QuantVariantConfig = Annotated[Int8DynamicConfig | Int8StaticConfig, Field(discriminator="method")]

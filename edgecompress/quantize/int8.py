@@ -29,7 +29,9 @@ def _quantize(source_dir: Path, out_dir: Path, qconfig, ranges=None) -> None:
     from optimum.onnxruntime import ORTQuantizer
 
     quantizer = ORTQuantizer.from_pretrained(source_dir, file_name="model.onnx")
-    quantizer.quantize(save_dir=out_dir, quantization_config=qconfig, file_suffix=None, calibration_tensors_range=ranges)
+    quantizer.quantize(
+        save_dir=out_dir, quantization_config=qconfig, file_suffix=None, calibration_tensors_range=ranges
+    )
 
 
 @register(Int8DynamicConfig)
@@ -64,13 +66,17 @@ def calibration_samples(ctx: QuantContext, tokenizer, n: int) -> list[dict[str, 
 
 @register(Int8StaticConfig)
 def int8_static(cfg: Int8StaticConfig, source_dir: Path, out_dir: Path, ctx: QuantContext) -> dict:
+    from onnxruntime.quantization import CalibrationMethod
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import CalibrationConfig
-    from onnxruntime.quantization import CalibrationMethod
     from transformers import AutoTokenizer
 
     preset, qconfig = _qconfig(cfg, is_static=True)
-    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
     calibration = CalibrationConfig(
         dataset_name="edgecompress-train",
         dataset_config_name="default",

@@ -19,7 +19,13 @@ def accuracy_vs_latency(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
         ax.scatter(r["latency_ms_p50"], 100 * r["accuracy"], s=40 + r["size_mb"])
-        ax.annotate(r["variant"], (r["latency_ms_p50"], 100 * r["accuracy"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.annotate(
+            r["variant"],
+            (r["latency_ms_p50"], 100 * r["accuracy"]),
+            textcoords="offset points",
+            xytext=(5, 5),
+            fontsize=8,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency, batch 1, 1 thread (ms, log scale)")
     ax.set_ylabel("test accuracy (%)")

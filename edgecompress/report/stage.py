@@ -13,13 +13,25 @@ from edgecompress.report.config import ReportConfig
 from edgecompress.report.tables import build_rows, markdown_table, write_csv, write_json
 
 
-def run(cfg: ReportConfig, benchmark_dir: Path, run_dir: Path, baseline: str, recipe: dict, stages: list[dict]) -> dict:
+def run(
+    cfg: ReportConfig, benchmark_dir: Path, run_dir: Path, baseline: str, recipe: dict, stages: list[dict]
+) -> dict:
     benchmark = json.loads((benchmark_dir / "benchmark.json").read_text())
     rows = build_rows(benchmark, baseline)
     for row in rows:  # record the figures in each deployable artifact too
         add_metrics(
             Path(row["artifact"]),
-            {k: row[k] for k in ("accuracy", "f1_macro", "size_mb", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99")},
+            {
+                k: row[k]
+                for k in (
+                    "accuracy",
+                    "f1_macro",
+                    "size_mb",
+                    "latency_ms_p50",
+                    "latency_ms_p90",
+                    "latency_ms_p99",
+                )
+            },
         )
     table = markdown_table(rows, baseline)
     machine = benchmark["machine"]
@@ -28,7 +40,9 @@ def run(cfg: ReportConfig, benchmark_dir: Path, run_dir: Path, baseline: str, re
         plots.accuracy_vs_latency(rows, run_dir / "accuracy_vs_latency.png")
         plots.size_per_variant(rows, run_dir / "size_per_variant.png")
         pictures = ["accuracy_vs_latency.png", "size_per_variant.png"]
-    stage_lines = [f"| {s['name']} | {'reused' if s['reused'] else 'ran'} | {s['seconds']:.1f} |" for s in stages]
+    stage_lines = [
+        f"| {s['name']} | {'reused' if s['reused'] else 'ran'} | {s['seconds']:.1f} |" for s in stages
+    ]
     md = [
         f"# edgecompress report: {recipe['name']}",
         "",
@@ -48,6 +62,13 @@ def run(cfg: ReportConfig, benchmark_dir: Path, run_dir: Path, baseline: str, re
     ]
     (run_dir / "report.md").write_text("\n".join(md))
     write_csv(rows, run_dir / "results.csv")
-    report = {"name": recipe["name"], "baseline": baseline, "machine": machine, "rows": rows, "latency": benchmark["latency"], "stages": stages}
+    report = {
+        "name": recipe["name"],
+        "baseline": baseline,
+        "machine": machine,
+        "rows": rows,
+        "latency": benchmark["latency"],
+        "stages": stages,
+    }
     write_json(report, run_dir / "report.json")
     return {"rows": rows, "table": table}

@@ -62,7 +62,14 @@ def markdown_table(rows: list[dict], baseline: str) -> str:
         ("x_faster", "x faster", "{:.1f}"),
     ]
     extra = sorted({k for r in rows for k in r if k.startswith("latency_ms_p50_b")})
-    cols += [(k, "p50 ms " + k.removeprefix("latency_ms_p50_").replace("_t", ", thr ").replace("b", "b", 1), "{:.2f}") for k in extra]
+    cols += [
+        (
+            k,
+            "p50 ms " + k.removeprefix("latency_ms_p50_").replace("_t", ", thr ").replace("b", "b", 1),
+            "{:.2f}",
+        )
+        for k in extra
+    ]
     lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for r in rows:
         cells = []
@@ -76,7 +83,9 @@ def markdown_table(rows: list[dict], baseline: str) -> str:
                 cells.append(fmt.format(v))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"Ratios and Δacc are against `{baseline}`. Latency: ONNX Runtime on CPU, median of timed runs.")
+    lines.append(
+        f"Ratios and Δacc are against `{baseline}`. Latency: ONNX Runtime on CPU, median of timed runs."
+    )
     return "\n".join(lines)
 
 

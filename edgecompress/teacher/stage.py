@@ -22,14 +22,17 @@ def ce_loss(model, batch, _extras):
     return loss, {"ce": float(loss.detach())}
 
 
-def run(cfg: TeacherConfig, data: PreparedData, out_dir: Path, accelerator, seed: int, max_length: int) -> dict:
+def run(
+    cfg: TeacherConfig, data: PreparedData, out_dir: Path, accelerator, seed: int, max_length: int
+) -> dict:
     """Writes ``out_dir`` (a transformers model folder with tokenizer) and returns the stage record."""
     src = resolve(cfg.model, "teacher.model", cfg.revision, cfg.trust_remote_code)
     tokenizer = load_tokenizer(src)
     model, has_head = load_classifier(src, data.labels)
     if cfg.finetune == "never" and not has_head:
         raise RecipeError(
-            f"'never', but '{cfg.model}' has no classification head for the labels {data.labels}", where="teacher.finetune"
+            f"'never', but '{cfg.model}' has no classification head for the labels {data.labels}",
+            where="teacher.finetune",
         )
     train_split = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), max_length)
     val_split = EncodedSplit(tokenizer, data.splits["validation"], data.label_ids("validation"), max_length)
@@ -56,7 +59,10 @@ def run(cfg: TeacherConfig, data: PreparedData, out_dir: Path, accelerator, seed
         )
     else:
         model = accelerator.prepare(model)
-        record.update(finetuned=False, validation=evaluate(accelerator, model, accelerator.prepare(val_loader), len(data.labels)))
+        record.update(
+            finetuned=False,
+            validation=evaluate(accelerator, model, accelerator.prepare(val_loader), len(data.labels)),
+        )
         model = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(model).to("cpu")

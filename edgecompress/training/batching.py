@@ -39,7 +39,9 @@ class EncodedSplit(Dataset):
         batch = {}
         for key in self.keys:
             pad = self.pad_id if key == "input_ids" else 0
-            batch[key] = torch.tensor([it[key] + [pad] * (width - len(it[key])) for it in items], dtype=torch.long)
+            batch[key] = torch.tensor(
+                [it[key] + [pad] * (width - len(it[key])) for it in items], dtype=torch.long
+            )
         batch["labels"] = torch.tensor([it["labels"] for it in items], dtype=torch.long)
         return batch
 
@@ -51,7 +53,13 @@ class LengthGroupedBatches(Sampler[list[int]]):
     """
 
     def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int, mega: int = 50):
-        self.lengths, self.batch_size, self.shuffle, self.seed, self.mega = lengths, batch_size, shuffle, seed, mega
+        self.lengths, self.batch_size, self.shuffle, self.seed, self.mega = (
+            lengths,
+            batch_size,
+            shuffle,
+            seed,
+            mega,
+        )
         self.passes = 0
 
     def __len__(self) -> int:

@@ -13,12 +13,16 @@ class TrainingConfig(StageConfig):
     """One training run: epochs or steps, batch, optimiser, and how the best checkpoint is chosen."""
 
     epochs: float = Field(3.0, gt=0, description="Passes over the training split (fractions allowed).")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (overrides epochs).")
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many optimiser steps (overrides epochs)."
+    )
     batch_size: int = Field(32, ge=1, description="Examples per optimiser step and process.")
     eval_batch_size: int = Field(128, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps with linear learning-rate warm-up.")
+    warmup_ratio: float = Field(
+        0.1, ge=0, lt=1, description="Fraction of steps with linear learning-rate warm-up."
+    )
     max_grad_norm: float | None = Field(1.0, gt=0)
     evals_per_epoch: int = Field(2, ge=1, description="Validation passes per epoch; the best one is kept.")
     select_metric: Literal["accuracy", "f1_macro"] = Field(

@@ -68,7 +68,9 @@ def fit(
 
     ``extra_modules`` are trained alongside (e.g. hidden-state projections) but not kept.
     """
-    optimizer = torch.optim.AdamW(_param_groups([model, *extra_modules], cfg.weight_decay), lr=cfg.learning_rate)
+    optimizer = torch.optim.AdamW(
+        _param_groups([model, *extra_modules], cfg.weight_decay), lr=cfg.learning_rate
+    )
     prepared = accelerator.prepare(model, *extra_modules, optimizer, train_loader, eval_loader)
     model, extras = prepared[0], prepared[1 : 1 + len(extra_modules)]
     optimizer, train_loader, eval_loader = prepared[-3:]
@@ -76,14 +78,17 @@ def fit(
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     warmup = int(cfg.warmup_ratio * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+        optimizer,
+        lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)),
     )
     eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
     best: dict = {"score": -math.inf, "metrics": {}, "step": 0, "state": None}
     history: list[dict] = []
     running: dict[str, float] = {}
     start = time.perf_counter()
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    bar = tqdm(
+        total=total, desc=desc, unit="step", disable=not accelerator.is_local_main_process, dynamic_ncols=True
+    )
 
     def validate(step: int) -> None:
         metrics = evaluate(accelerator, model, eval_loader, num_labels)
@@ -96,7 +101,12 @@ def fit(
                 step=step,
                 state={k: v.detach().to("cpu", copy=True) for k, v in unwrapped.state_dict().items()},
             )
-        bar.set_postfix({**{k: f"{v:.3f}" for k, v in running.items()}, f"val_{cfg.select_metric}": f"{metrics[cfg.select_metric]:.4f}"})
+        bar.set_postfix(
+            {
+                **{k: f"{v:.3f}" for k, v in running.items()},
+                f"val_{cfg.select_metric}": f"{metrics[cfg.select_metric]:.4f}",
+            }
+        )
         model.train()
         for m in extras:
             m.train()
@@ -110,7 +120,9 @@ def fit(
             loss, parts = loss_fn(model, batch, extras)
             accelerator.backward(loss)
             if cfg.max_grad_norm:
-                accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
+                accelerator.clip_grad_norm_(
+                    [p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
+                )
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,97 @@
+"""How much does distillation with attention transfer add? Same student, data and budget, different losses.
+
+    .venv/bin/python benchmarks/distill_ablation.py recipes/bert_to_tiny.yaml [--modes labels,kd,full]
+
+Reuses the recipe's run folder (data and fine-tuned teacher; `full` is the recipe's own student stage, so
+run the recipe first or let this script run those stages). Each mode trains the student built the same
+way (same init layers, steps, learning rate, seed) and reports test accuracy / macro-F1 from PyTorch.
+  labels: cross-entropy on hard labels only (no teacher)
+  kd:     hard labels + soft targets (T^2 KL), no attention or hidden-state transfer
+  full:   the recipe's losses (labels + soft targets + attention transfer + hidden states)
+Results land in <run>/ablation/ (cached like stages) and are printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgecompress.quiet import quiet_third_party
+
+quiet_third_party()
+
+from edgecompress.distill.config import LossWeights  # noqa: E402
+from edgecompress.pipeline import Pipeline  # noqa: E402
+from edgecompress.recipe import load_recipe  # noqa: E402
+
+MODES = {
+    "labels": LossWeights(ce=1, kd=0, attention=0, hidden=0),
+    "kd": LossWeights(ce=1, kd=1, attention=0, hidden=0),
+}
+
+
+def evaluate_test_split(model_dir: Path, data, max_length: int) -> dict:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgecompress.export.onnx import torch_logits
+    from edgecompress.training.metrics import classification_metrics
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    texts, pairs = data.texts("test")
+    logits = torch_logits(model, AutoTokenizer.from_pretrained(model_dir), texts, max_length, 64, pairs)
+    return classification_metrics(logits.argmax(-1), data.label_ids("test"), len(data.labels))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("recipe")
+    parser.add_argument("--modes", default="labels,kd,full")
+    parser.add_argument("--output", default=None, help="run folder (default: the recipe's)")
+    args = parser.parse_args(argv)
+    recipe = load_recipe(args.recipe)
+    pipe = Pipeline(recipe, output=args.output)
+    data = pipe.data()
+    rows = []
+    for mode in args.modes.split(","):
+        cfg = recipe.distill.model_copy(deep=True)
+        if mode != "full":
+            cfg.weights = MODES[mode]
+        name = "student" if mode == "full" else f"ablation/{mode}"
+        model_dir = pipe.student(name, cfg)
+        record = json.loads((model_dir / "stage.json").read_text())["record"]
+        test = evaluate_test_split(model_dir, data, recipe.data.max_length)
+        rows.append(
+            {
+                "mode": mode,
+                "steps": record["steps"],
+                "train_s": record.get("train_seconds"),
+                "val_accuracy": record["validation"]["accuracy"],
+                **{f"test_{k}": v for k, v in test.items()},
+            }
+        )
+    base = next((r for r in rows if r["mode"] == "labels"), rows[0])
+    print(
+        f"\nStudent: {recipe.student.num_layers} layers, {rows[0]['steps']} steps each; "
+        f"test split {len(data.splits['test'])} examples"
+    )
+    print(
+        "| training | steps | train s | val acc | test acc | test macro-F1 | test acc vs labels-only (pts) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        delta = 100 * (r["test_accuracy"] - base["test_accuracy"])
+        print(
+            f"| {r['mode']} | {r['steps']} | {r['train_s']} | {r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} | "
+            f"{r['test_f1_macro']:.4f} | {delta:+.2f} |"
+        )
+    (pipe.run_dir / "ablation").mkdir(exist_ok=True)
+    (pipe.run_dir / "ablation" / "results.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

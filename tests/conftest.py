@@ -1,0 +1,160 @@
+"""Fixtures: a tiny randomly initialised BERT with its own small vocabulary, and synthetic sentiment data.
+
+Everything is built in the test run: no hub, no large downloads, seconds per model.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+from edgecompress.quiet import quiet_third_party
+
+quiet_third_party()
+
+POSITIVE = ["good", "great", "fun", "moving", "brilliant", "charming", "funny", "smart"]
+NEGATIVE = ["bad", "awful", "boring", "dull", "clumsy", "tedious", "flat", "weak"]
+FILLER = [
+    "the",
+    "movie",
+    "film",
+    "plot",
+    "actors",
+    "story",
+    "was",
+    "is",
+    "a",
+    "very",
+    "quite",
+    "and",
+    "with",
+    "scenes",
+    "ending",
+]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def synthetic_rows(n: int, seed: int = 0, groups: int = 20) -> list[dict]:
+    """Sentences whose label is decided by the sentiment word they contain."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        words = rng.sample(FILLER, 5) + [rng.choice(POSITIVE if label == "positive" else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words) + f" {i}", "label": label, "movie": f"m{(i // 3) % groups}"})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def make_tokenizer(folder: Path):
+    from transformers import BertTokenizerFast
+
+    vocab = (
+        SPECIALS
+        + POSITIVE
+        + NEGATIVE
+        + FILLER
+        + [str(i) for i in range(10)]
+        + list("abcdefghijklmnopqrstuvwxyz")
+    )
+    vocab = list(dict.fromkeys(vocab))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tok.save_pretrained(folder)
+    return tok
+
+
+def make_tiny_bert(
+    folder: Path,
+    labels: list[str] | None = None,
+    layers: int = 4,
+    hidden: int = 32,
+    heads: int = 4,
+    intermediate: int = 64,
+    seed: int = 0,
+    with_head: bool = False,
+):
+    """A random tiny BERT saved as a local model folder (safetensors + tokenizer)."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    tok = make_tokenizer(folder)
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=len(tok.get_vocab()),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=128,
+    )
+    if with_head:
+        labels = labels or ["negative", "positive"]
+        cfg.num_labels = len(labels)
+        cfg.id2label = dict(enumerate(labels))
+        cfg.label2id = {lbl: i for i, lbl in enumerate(labels)}
+        model = BertForSequenceClassification(cfg)
+    else:
+        model = BertModel(cfg)
+    model.save_pretrained(folder, safe_serialization=True)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> Path:
+    """A headless tiny BERT (like the embedded MiniLM: no classifier, fine-tuned by the pipeline)."""
+    folder = tmp_path_factory.mktemp("tiny_teacher")
+    make_tiny_bert(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory) -> Path:
+    return write_csv(tmp_path_factory.mktemp("data") / "reviews.csv", synthetic_rows(400))
+
+
+def tiny_recipe(teacher_dir: Path, data_path: Path, out: Path, **sections) -> dict:
+    """A complete recipe for the tiny model and data; ``sections`` replace or extend top-level parts."""
+    recipe = {
+        "version": 1,
+        "name": "tiny",
+        "output_dir": str(out),
+        "seed": 0,
+        "device": "cpu",
+        "data": {"source": "csv", "path": str(data_path), "group_column": "movie", "max_length": 16},
+        "teacher": {
+            "model": str(teacher_dir),
+            "training": {"max_steps": 60, "batch_size": 16, "learning_rate": 5e-3, "evals_per_epoch": 1},
+        },
+        "student": {"num_layers": 2},
+        "distill": {
+            "training": {"max_steps": 60, "batch_size": 16, "learning_rate": 5e-3, "evals_per_epoch": 1}
+        },
+        "quantization": {
+            "variants": [
+                {"method": "int8_dynamic", "name": "int8-dynamic"},
+                {"method": "int8_static", "name": "int8-static", "calibration_samples": 16},
+            ]
+        },
+        "export": {"parity_samples": 16, "parity_atol": 1e-4},
+        "benchmark": {"batch_sizes": [1, 4], "threads": [1], "runs": 5, "warmup": 1},
+        "report": {"plots": True},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(recipe.get(key), dict):
+            recipe[key] = {**recipe[key], **value}
+        else:
+            recipe[key] = value
+    return recipe

@@ -1,0 +1,104 @@
+"""Latency statistics, interleaving, machine facts and the report's rows and files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgecompress.benchmark.latency import summarize, time_interleaved
+from edgecompress.benchmark.machine import isa_preset, machine_info, machine_line
+from edgecompress.report.tables import build_rows, markdown_table
+from edgecompress.training.metrics import classification_metrics
+
+
+def test_summarize_percentiles_and_throughput():
+    s = summarize([i / 1000 for i in range(1, 101)], batch_size=8)  # 1..100 ms
+    assert s["runs"] == 100
+    assert (
+        s["p50_ms"] == pytest.approx(50.5)
+        and s["p90_ms"] == pytest.approx(90.1)
+        and s["p99_ms"] == pytest.approx(99.01)
+    )
+    assert s["throughput_per_s"] == pytest.approx(8 / 0.0505)
+
+
+def test_interleaving_rotates_the_order():
+    calls = []
+
+    class Fake:
+        def __init__(self, name):
+            self.name = name
+
+        def run(self, _outputs, _feed):
+            calls.append(self.name)
+
+    times = time_interleaved({"a": Fake("a"), "b": Fake("b")}, {"a": {}, "b": {}}, runs=4, warmup=1)
+    assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4}
+    assert calls[2:] == ["a", "b", "b", "a", "a", "b", "b", "a"]
+
+
+def test_metrics():
+    m = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], 2)
+    assert m["accuracy"] == 0.75
+    # F1(0) = 2/3, F1(1) = 0.8
+    assert m["f1_macro"] == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+def test_machine_line_names_cpu_isa_and_versions():
+    info = machine_info()
+    assert info["cores"] >= 1 and "onnxruntime" in info["libraries"]
+    line = machine_line(info)
+    assert info["cpu"] in line and "onnxruntime" in line
+    assert isa_preset() in ("avx2", "avx512", "avx512_vnni", "arm64")
+
+
+def _bench():
+    variants = {
+        "teacher-fp32": {
+            "artifact": "t",
+            "precision": "fp32",
+            "size_mb": 90.0,
+            "params": 22_000_000,
+            "accuracy": 0.80,
+            "f1_macro": 0.79,
+        },
+        "student-int8": {
+            "artifact": "s",
+            "precision": "int8",
+            "size_mb": 15.0,
+            "params": 15_000_000,
+            "accuracy": 0.79,
+            "f1_macro": 0.78,
+        },
+    }
+    latency = []
+    for name, base in (("teacher-fp32", 12.0), ("student-int8", 3.0)):
+        for b, t, scale in ((1, 1, 1.0), (1, 2, 0.6), (8, 1, 7.0)):
+            latency.append(
+                {
+                    "variant": name,
+                    "batch_size": b,
+                    "threads": t,
+                    "sequence_length": 64,
+                    "p50_ms": base * scale,
+                    "p90_ms": base * scale * 1.1,
+                    "p99_ms": base * scale * 1.2,
+                    "throughput_per_s": b / (base * scale / 1e3),
+                }
+            )
+    return {"variants": variants, "latency": latency}
+
+
+def test_rows_have_the_documented_keys_and_ratios():
+    rows = build_rows(_bench(), "teacher-fp32")
+    student = rows[1]
+    for key in ("variant", "artifact", "size_mb", "params", "accuracy", "f1_macro", "latency_ms_p50"):
+        assert key in student
+    assert student["latency_ms_p50"] == 3.0  # batch 1, 1 thread
+    assert student["x_smaller"] == pytest.approx(6.0) and student["x_faster"] == pytest.approx(4.0)
+    assert student["accuracy_delta_pts"] == pytest.approx(-1.0)
+    assert student["latency_ms_p50_b8_t1"] == pytest.approx(21.0)
+    table = markdown_table(rows, "teacher-fp32")
+    assert "| student-int8 | 15.0 | 6.0 |" in table and "-1.00" in table
+    json.dumps(rows)
