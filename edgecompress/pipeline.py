@@ -1,6 +1,7 @@
 """The main job: recipe in, deployable ONNX variants and a size/latency/accuracy report out.
 
-data -> teacher (fine-tune) -> student (distill) -> export (fp32 ONNX) -> quantize -> benchmark -> report.
+data -> teacher (fine-tune) -> student (distill) -> [pruned (prune + recover)] -> export (fp32 ONNX)
+-> quantize -> benchmark -> report.
 Each stage lives in its own folder under the run folder, keyed by a hash of its config and inputs, so a
 finished stage is reused and a changed one re-runs with everything downstream of it.
 """
@@ -52,6 +53,7 @@ class Pipeline:
         self.keys: dict[str, str] = {}
         self.variants: dict[str, Path] = {}
         self._data = None
+        self._done: dict[str, StageResult] = {}
         if self.main:
             (self.run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
 
@@ -64,11 +66,14 @@ class Pipeline:
         return self.recipe.data.max_length
 
     def stage(self, name: str, key: str, build) -> StageResult:
+        if name in self._done and self._done[name].key == key:  # already resolved in this process
+            return self._done[name]
         done = self.folder.finished(name, key) is not None
         self.log(f"[{name}] {'reused (finished earlier)' if done else 'running'}")
         result = self.folder.stage(name, key, build, sync=self.accelerator.wait_for_everyone)
         if not result.reused:
             self.log(f"[{name}] done in {result.seconds:.1f} s")
+        self._done[name] = result
         return result
 
     def data(self):
@@ -120,6 +125,65 @@ class Pipeline:
             self.keys[name],
             lambda tmp: distill_stage.run(
                 r.student, cfg, data, teacher_dir, tmp, self.accelerator, self.seed, self.max_length
+            ),
+        ).path
+
+    def preflight(self) -> None:
+        """Checks that need only the models' shapes, before any training: impossible pruning targets."""
+        r = self.recipe
+        if r.prune is None:
+            return
+        from edgecompress.modeling.loading import load_config, resolve
+        from edgecompress.prune.select import check_targets
+
+        if r.student.model is not None:
+            cfg = load_config(resolve(r.student.model, "student.model"))
+        else:
+            cfg = load_config(
+                resolve(r.teacher.model, "teacher.model", r.teacher.revision, r.teacher.trust_remote_code)
+            )
+            cfg.num_hidden_layers = r.student.num_layers
+            for field in ("num_attention_heads", "intermediate_size"):
+                if getattr(r.student, field) is not None:
+                    setattr(cfg, field, getattr(r.student, field))
+        pruned = {int(k): len(v) for k, v in (getattr(cfg, "pruned_heads", None) or {}).items()}
+        heads = [cfg.num_attention_heads - pruned.get(i, 0) for i in range(cfg.num_hidden_layers)]
+        check_targets(r.prune, heads, [cfg.intermediate_size] * cfg.num_hidden_layers)
+
+    def pruned(self) -> Path:
+        """Prune the distilled student and recover; the folder also holds importance.json."""
+        import json
+
+        from edgecompress.prune import stage as prune_stage
+
+        student_dir, teacher_dir, data, r = self.student(), self.teacher(), self.data(), self.recipe
+        init_layers = json.loads((student_dir / "stage.json").read_text())["record"]["student"].get(
+            "init_layers"
+        )
+        self.keys["pruned"] = fingerprint(
+            "prune",
+            prune_stage.STAGE_VERSION,
+            r.prune,
+            r.distill,
+            self.keys["student"],
+            self.keys["teacher"],
+            self.seed,
+            self.max_length,
+        )
+        return self.stage(
+            "pruned",
+            self.keys["pruned"],
+            lambda tmp: prune_stage.run(
+                r.prune,
+                r.distill,
+                student_dir,
+                teacher_dir,
+                data,
+                tmp,
+                self.accelerator,
+                self.seed,
+                self.max_length,
+                init_layers,
             ),
         ).path
 
@@ -191,21 +255,28 @@ class Pipeline:
         from edgecompress.report import stage as report_stage
 
         stages = [{"name": s.name, "reused": s.reused, "seconds": s.seconds} for s in self.folder.results]
+        prune_dir = self.run_dir / "pruned" if self.recipe.prune else None
         out = report_stage.run(
-            self.recipe.report, bench_dir, self.run_dir, TEACHER_VARIANT, self.recipe_dict, stages
+            self.recipe.report, bench_dir, self.run_dir, TEACHER_VARIANT, self.recipe_dict, stages, prune_dir
         )
         self.log(f"[report] {self.run_dir / 'report.md'}")
         return RunSummary(self.run_dir, out["rows"], out["table"], self.folder.results)
 
     def run(self) -> RunSummary | None:
+        self.preflight()
         teacher_dir = self.teacher()
         student_dir = self.student()
+        pruned_dir = self.pruned() if self.recipe.prune else None
         if not self.main:  # distributed training: only the main process exports, measures and reports
             return None
         self.export(TEACHER_VARIANT, teacher_dir, self.keys["teacher"])
-        self.export("student-fp32", student_dir, self.keys["student"])
-        for qcfg in self.recipe.quantization.variants:
-            self.quantize("student-fp32", qcfg)
+        sources = [("student-fp32", student_dir, "student")]
+        if pruned_dir is not None:
+            sources.append(("pruned-fp32", pruned_dir, "pruned"))
+        for variant, model_dir, key in sources:
+            self.export(variant, model_dir, self.keys[key])
+            for qcfg in self.recipe.quantization.variants:
+                self.quantize(variant, qcfg)
         return self.report(self.benchmark())
 
 

@@ -18,6 +18,7 @@ from edgecompress.data.config import DataConfig
 from edgecompress.distill.config import DistillConfig, StudentConfig
 from edgecompress.errors import RecipeError
 from edgecompress.export.config import ExportConfig
+from edgecompress.prune.config import PruneConfig
 from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig, QuantVariantConfig
 from edgecompress.report.config import ReportConfig
 from edgecompress.teacher.config import TeacherConfig
@@ -63,6 +64,10 @@ class Recipe(StageConfig):
     student: StudentConfig = Field(default_factory=StudentConfig, description="The student model.")
     distill: DistillConfig = Field(
         default_factory=DistillConfig, description="Distillation losses and training."
+    )
+    prune: PruneConfig | None = Field(
+        None,
+        description="Prune the distilled student (heads, FFN units, vocabulary); absent: no prune stage.",
     )
     quantization: QuantizationConfig = Field(
         default_factory=QuantizationConfig, description="Quantized variants."

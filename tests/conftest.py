@@ -35,6 +35,7 @@ FILLER = [
     "ending",
 ]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+UNUSED = ["zebra", "quantum", "opera", "galaxy", "violin", "tundra"]  # in the vocabulary, never in the data
 
 
 def synthetic_rows(n: int, seed: int = 0, groups: int = 20) -> list[dict]:
@@ -67,6 +68,8 @@ def make_tokenizer(folder: Path):
         + FILLER
         + [str(i) for i in range(10)]
         + list("abcdefghijklmnopqrstuvwxyz")
+        + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+        + UNUSED
     )
     vocab = list(dict.fromkeys(vocab))
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,9 @@ def test_smoke_recipe_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     rows = {r["variant"]: r for r in report["rows"]}
-    assert set(rows) == {"teacher-fp32", "student-fp32", "student-int8-dynamic", "student-int8-static"}
+    students = {f"{m}-{p}" for m in ("student", "pruned") for p in ("fp32", "int8-dynamic", "int8-static")}
+    assert set(rows) == {"teacher-fp32"} | students
+    assert rows["pruned-fp32"]["params"] < 0.8 * rows["student-fp32"]["params"]
     assert rows["teacher-fp32"]["params"] > 22_000_000
     assert rows["student-int8-dynamic"]["size_mb"] * 4 < rows["teacher-fp32"]["size_mb"]
     # 32 steps on 512 snippets already beat a constant guess (macro-F1 of always "positive" here is about 0.37)

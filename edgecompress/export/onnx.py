@@ -12,20 +12,26 @@ import torch
 from edgecompress.errors import StageError
 
 
-def export(model_dir: Path, out_dir: Path, opset: int) -> Path:
-    """``out_dir/model.onnx`` with dynamic batch and sequence axes, plus config and tokenizer files."""
-    from optimum.exporters.onnx import main_export
+def export(model, tokenizer, out_dir: Path, opset: int) -> Path:
+    """``out_dir/model.onnx`` with dynamic batch and sequence axes, plus config and tokenizer files.
+
+    Exports the loaded model (Optimum's ``onnx_export_from_model``), so pruned models with unequal layer
+    widths export the same way as plain ones.
+    """
+    from optimum.exporters.onnx import onnx_export_from_model
 
     with contextlib.redirect_stdout(io.StringIO()):
-        main_export(
-            str(model_dir),
+        onnx_export_from_model(
+            model.eval(),
             output=out_dir,
-            task="text-classification",
             opset=opset,
+            task="text-classification",
             device="cpu",
             do_validation=False,
-            library_name="transformers",
+            preprocessors=[tokenizer],
         )
+    tokenizer.save_pretrained(out_dir)
+    model.config.save_pretrained(out_dir)
     onnx_path = out_dir / "model.onnx"
     if not onnx_path.is_file():
         raise StageError(f"Optimum wrote no model.onnx into {out_dir}", where="export")

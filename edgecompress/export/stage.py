@@ -8,6 +8,7 @@ from edgecompress.data.examples import PreparedData
 from edgecompress.export.artifact import write_manifest
 from edgecompress.export.config import ExportConfig
 from edgecompress.export.onnx import check_parity, export
+from edgecompress.modeling.loading import load_saved_classifier
 
 STAGE_VERSION = 1
 
@@ -25,11 +26,11 @@ def run(
     recipe: dict,
     max_length: int,
 ) -> dict:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    onnx_path = export(model_dir, out_dir, cfg.opset)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager")
+    model = load_saved_classifier(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    onnx_path = export(model, tokenizer, out_dir, cfg.opset)
     texts, pairs = data.texts("validation", cfg.parity_samples)
     parity = check_parity(model, tokenizer, onnx_path, texts, max_length, cfg.parity_atol, pairs)
     info = {

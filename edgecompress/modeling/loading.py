@@ -146,3 +146,31 @@ def load_classifier(src: ModelSource, labels: list[str], eager_attention: bool =
             if head.bias is not None:
                 head.bias.copy_(head.bias[order].clone())
     return model, order is not None
+
+
+def load_saved_classifier(folder: str | Path, eager_attention: bool = True):
+    """A classifier this pipeline saved, including pruned ones whose feed-forward widths differ per layer
+    (``config.edgecompress_ffn_sizes``), which plain ``from_pretrained`` cannot rebuild."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    kw = {"attn_implementation": "eager"} if eager_attention else {}
+    config = AutoConfig.from_pretrained(folder)
+    sizes = getattr(config, "edgecompress_ffn_sizes", None)
+    if not sizes:
+        return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True, **kw)
+    from edgecompress.prune.surgery import layer_parts, record_ffn_sizes
+
+    model = AutoModelForSequenceClassification.from_config(config, **kw)  # applies config.pruned_heads
+    for part, size in zip(layer_parts(model), sizes, strict=True):
+        part.layer.intermediate.dense = torch.nn.Linear(part.intermediate_dense.in_features, size)
+        part.layer.output.dense = torch.nn.Linear(size, part.ffn_output.out_features)
+    record_ffn_sizes(model)
+    state = {}
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        state.update(load_file(f))
+    model.load_state_dict(state, strict=False)
+    missing = set(model.state_dict()) - set(state)
+    if any(not k.endswith("position_ids") for k in missing):
+        raise ModelError(f"checkpoint lacks {sorted(missing)[:3]}", where=str(folder))
+    return model.eval()

@@ -49,3 +49,33 @@ def size_per_variant(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def head_importance_heatmap(scores: dict, path: Path) -> None:
+    """Normalised head importance per layer (rows) and head (columns); removed heads crossed out."""
+    import numpy as np
+
+    plt = _pyplot()
+    heads = scores["heads"]
+    width = max(len(h) for h in heads)
+    grid = np.full((len(heads), width), np.nan)
+    for i, row in enumerate(heads):
+        grid[i, : len(row)] = row
+    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * width, 1.2 + 0.5 * len(heads)))
+    im = ax.imshow(grid, cmap="viridis", aspect="auto")
+    for layer, removed in scores.get("pruned_heads", {}).items():
+        for h in removed:
+            ax.text(
+                h, int(layer), "x", ha="center", va="center", color="white", fontsize=11, fontweight="bold"
+            )
+    for layer in scores.get("dropped_layers", []):
+        ax.axhline(layer, color="red", lw=2)
+    ax.set_xlabel("head")
+    ax.set_ylabel("student layer")
+    ax.set_xticks(range(width))
+    ax.set_yticks(range(len(heads)))
+    ax.set_title(f"Head importance ({scores.get('method', '')}, per-layer L2-normalised); x = removed")
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

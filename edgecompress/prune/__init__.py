@@ -1,0 +1,1 @@
+"""Pruning: head and feed-forward importance, physical removal, recovery, vocabulary trimming."""

@@ -1,0 +1,131 @@
+"""Importance of each head and feed-forward unit, normalised per layer (Michel et al., 2019).
+
+gradient: expected |dL/d gate| of a multiplicative gate (all ones) on each head's output and on each
+intermediate unit, over batches of the training split. transformers dropped ``head_mask``, so the gates
+are our own forward hooks.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgecompress.prune.surgery import layer_parts
+
+
+def normalise_per_layer(scores: list[np.ndarray]) -> list[np.ndarray]:
+    """Divide each layer's scores by their L2 norm, so layers are comparable in a global ranking."""
+    return [s / (np.linalg.norm(s) or 1.0) for s in scores]
+
+
+@contextmanager
+def _gates(model: torch.nn.Module):
+    """Multiplicative gates on every head's output and every intermediate unit."""
+    parts = layer_parts(model)
+    head_gates = [torch.ones(p.num_heads, requires_grad=True) for p in parts]
+    unit_gates = [torch.ones(p.num_units, requires_grad=True) for p in parts]
+    hooks = []
+
+    def head_hook(gate, head_size):
+        def hook(_module, _inputs, output):
+            context = output[0] if isinstance(output, tuple) else output
+            b, n, _ = context.shape
+            gated = (context.view(b, n, -1, head_size) * gate.to(context)[None, None, :, None]).view(b, n, -1)
+            return (gated, *output[1:]) if isinstance(output, tuple) else gated
+
+        return hook
+
+    def unit_hook(gate):
+        return lambda _m, _i, output: output * gate.to(output)
+
+    for p, hg, ug in zip(parts, head_gates, unit_gates, strict=True):
+        hooks.append(p.self_attention.register_forward_hook(head_hook(hg, p.head_size)))
+        hooks.append(p.intermediate.register_forward_hook(unit_hook(ug)))
+    try:
+        yield head_gates, unit_gates
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def gradient_importance(model, batches) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    model.eval()
+    frozen = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        with _gates(model) as (head_gates, unit_gates):
+            heads = [np.zeros(g.numel()) for g in head_gates]
+            units = [np.zeros(g.numel()) for g in unit_gates]
+            for batch in batches:
+                batch = dict(batch)
+                labels = batch.pop("labels")
+                loss = F.cross_entropy(model(**batch).logits, labels)
+                grads = torch.autograd.grad(loss, head_gates + unit_gates)
+                for i, g in enumerate(grads[: len(heads)]):
+                    heads[i] += g.abs().numpy()
+                for i, g in enumerate(grads[len(heads) :]):
+                    units[i] += g.abs().numpy()
+    finally:
+        for p, flag in zip(model.parameters(), frozen, strict=True):
+            p.requires_grad_(flag)
+    n = max(1, len(batches))
+    return [h / n for h in heads], [u / n for u in units]
+
+
+@torch.no_grad()
+def entropy_importance(model, batches) -> list[np.ndarray]:
+    """1 - (attention entropy / its maximum): focused heads score high, near-uniform heads low."""
+    model.eval()
+    parts = layer_parts(model)
+    sums = [np.zeros(p.num_heads) for p in parts]
+    rows = 0.0
+    for batch in batches:
+        batch = {k: v for k, v in batch.items() if k != "labels"}
+        out = model(**batch, output_attentions=True)
+        mask = batch["attention_mask"].float()
+        n_valid = mask.sum(-1).clamp_min(2)  # per example
+        for i, att in enumerate(out.attentions):
+            ent = -(att * torch.log(att + 1e-12)).sum(-1)  # [b, h, q]
+            ent = ent / torch.log(n_valid)[:, None, None]
+            sums[i] += ((1 - ent) * mask[:, None, :]).sum((0, 2)).numpy()
+        rows += float(mask.sum())
+    return [s / max(rows, 1.0) for s in sums]
+
+
+def magnitude_importance(model) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """L2 norm of each head's query/key/value rows and output columns; of each unit's in/out weights."""
+    heads, units = [], []
+    for p in layer_parts(model):
+        d, sa = p.head_size, p.self_attention
+        w = [sa.query.weight.detach(), sa.key.weight.detach(), sa.value.weight.detach()]
+        per_head = []
+        for h in range(p.num_heads):
+            rows = slice(h * d, (h + 1) * d)
+            sq = sum(float((m[rows] ** 2).sum()) for m in w) + float(
+                (p.attention_output.weight.detach()[:, rows] ** 2).sum()
+            )
+            per_head.append(math.sqrt(sq))
+        heads.append(np.array(per_head))
+        w_in = p.intermediate_dense.weight.detach()
+        w_out = p.ffn_output.weight.detach()
+        units.append((w_in.norm(dim=1) * w_out.norm(dim=0)).numpy())
+    return heads, units
+
+
+def importance(model, batches, method: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-layer normalised (head scores, unit scores) by ``method``; units use gradient or magnitude."""
+    if method == "gradient":
+        heads, units = gradient_importance(model, batches)
+    elif method == "entropy":
+        heads = entropy_importance(model, batches)
+        units = magnitude_importance(model)[1]
+    elif method == "magnitude":
+        heads, units = magnitude_importance(model)
+    else:
+        raise ValueError(f"unknown importance '{method}'")
+    return normalise_per_layer(heads), normalise_per_layer(units)
