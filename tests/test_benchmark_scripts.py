@@ -1,0 +1,60 @@
+"""The scripts under benchmarks/ run end to end on a tiny recipe and print their tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import tiny_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_teacher, tiny_csv, tmp_path_factory):
+    from edgecompress.pipeline import run_recipe
+    from edgecompress.recipe import recipe_from_dict
+
+    tmp = tmp_path_factory.mktemp("bench")
+    prune = {
+        "heads": {"mode": "structured", "fraction": 0.5},
+        "vocab": {"enabled": True},
+        "importance_batches": 2,
+        "recovery": None,
+    }
+    recipe = tiny_recipe(tiny_teacher, tiny_csv, tmp / "run", prune=prune, quantization={"variants": [{"method": "int8_dynamic"}]})
+    path = tmp / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    run_recipe(recipe_from_dict(recipe), log=lambda _m: None)
+    return path, tmp / "run"
+
+
+def test_distill_ablation(tiny_run, capsys):
+    path, run = tiny_run
+    assert load_script("distill_ablation").main([str(path), "--modes", "labels,full"]) == 0
+    out = capsys.readouterr().out
+    assert "| labels |" in out and "| full |" in out
+    rows = json.loads((run / "ablation" / "results.json").read_text())
+    assert [r["mode"] for r in rows] == ["labels", "full"] and all(0 <= r["test_accuracy"] <= 1 for r in rows)
+    assert (run / "ablation" / "labels" / "stage.json").is_file()
+
+
+def test_vocab_trim_effect(tiny_run, capsys):
+    path, _ = tiny_run
+    assert load_script("vocab_trim_effect").main([str(path)]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("| ")]
+    trimmed, full = lines[1], lines[2]
+    assert trimmed.startswith("| trimmed |") and full.startswith("| full vocabulary |")
+    assert int(trimmed.split("|")[2]) < int(full.split("|")[2])
