@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             f"### Where the time goes (ONNX Runtime profiler, batch 1, {resolve_threads(args.profile_threads)} "
             f"thread(s), {args.profile_runs} runs, optimised graph)",
             "",
-            "Share of summed kernel time per operator type (ms per inference).",
+            "Share of summed kernel time per operator type (median ms per inference). The last row compares "
+            "summed kernel time with the whole run, whose extra is time between kernels (inflated by the "
+            "profiler itself).",
             "",
             R.operator_table(profiles, args.top),
             "",
