@@ -93,6 +93,31 @@ def test_count_ops_of_an_exported_bert_is_exact(tiny_onnx, batch, seq):
     assert set(int8.by_op_type) == {"MatMulInteger"}
 
 
+def test_count_ops_of_4bit_weights(tiny_onnx, tmp_path):
+    """MatMulNBits (4-bit weights) at accuracy_level 4 computes in int8; the attention products stay fp32."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(tiny_onnx / "fp32" / "model.onnx"),
+        bits=4,
+        block_size=32,
+        is_symmetric=True,
+        accuracy_level=4,
+        op_types_to_quantize=("MatMul",),
+    )
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(tmp_path / "int4.onnx"), use_external_data_format=False)
+    feeds = {
+        "input_ids": np.full((1, 16), 7, np.int64),
+        "attention_mask": np.ones((1, 16), np.int64),
+        "token_type_ids": np.zeros((1, 16), np.int64),
+    }
+    count = R.count_ops(tmp_path / "int4.onnx", feeds)
+    linear = 2 * 2 * (4 * 16 * 32 * 32 + 2 * 16 * 32 * 64)  # 2 layers: Q, K, V, O, FFN in and out
+    assert count.by_op_type["MatMulNBits"] == count.int8_ops == linear
+    assert count.total_ops == _bert_ops(layers=2, hidden=32, inter=64, labels=2, batch=1, seq=16)
+
+
 def test_peak_models_compute_the_product():
     for precision in ("fp32", "int8"):
         model = R.matmul_model(precision, 4, 8, 3)
