@@ -22,14 +22,9 @@ from edgecompress.quiet import quiet_third_party
 
 quiet_third_party()
 
-from edgecompress.distill.config import LossWeights  # noqa: E402
+from edgecompress.distill.ablation import ablation_student  # noqa: E402
 from edgecompress.pipeline import Pipeline  # noqa: E402
 from edgecompress.recipe import load_recipe  # noqa: E402
-
-MODES = {
-    "labels": LossWeights(ce=1, kd=0, attention=0, hidden=0),
-    "kd": LossWeights(ce=1, kd=1, attention=0, hidden=0),
-}
 
 
 def evaluate_test_split(model_dir: Path, data, max_length: int) -> dict:
@@ -57,11 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     data = pipe.data()
     rows = []
     for mode in args.modes.split(","):
-        cfg = recipe.distill.model_copy(deep=True)
-        if mode != "full":
-            cfg.weights = MODES[mode]
-        name = "student" if mode == "full" else f"ablation/{mode}"
-        model_dir = pipe.student(name, cfg)
+        model_dir = pipe.student() if mode == "full" else ablation_student(pipe, mode)
         record = json.loads((model_dir / "stage.json").read_text())["record"]
         test = evaluate_test_split(model_dir, data, recipe.data.max_length)
         rows.append(

@@ -51,13 +51,19 @@ def untrimmed_twin(pruned_dir: Path, student_dir: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("recipe")
     parser.add_argument("--output", default=None, help="run folder (default: the recipe's)")
     args = parser.parse_args(argv)
     recipe = load_recipe(args.recipe)
     run_dir = Path(args.output) if args.output else recipe.run_dir
-    if recipe.prune is None or not recipe.prune.vocab.enabled or not (run_dir / "pruned" / "stage.json").is_file():
+    if (
+        recipe.prune is None
+        or not recipe.prune.vocab.enabled
+        or not (run_dir / "pruned" / "stage.json").is_file()
+    ):
         print("needs a finished run of a recipe with prune.vocab.enabled", file=sys.stderr)
         return 2
     work = run_dir / "vocab_trim_effect"
@@ -80,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     for name, (vocab, f, q) in sizes.items():
         print(f"| {name} | {vocab} | {f:.2f} | {q:.2f} |")
-    print(f"| ratio (full / trimmed) | {full[0] / trim[0]:.2f}x | {full[1] / trim[1]:.2f}x | {full[2] / trim[2]:.2f}x |")
+    print(
+        f"| ratio (full / trimmed) | {full[0] / trim[0]:.2f}x | {full[1] / trim[1]:.2f}x | {full[2] / trim[2]:.2f}x |"
+    )
     return 0
 
 

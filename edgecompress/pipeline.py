@@ -47,13 +47,14 @@ class Pipeline:
         self.recipe_dict = recipe.model_dump(mode="json")
         self.accelerator = make_accelerator(recipe.device, recipe.mixed_precision, recipe.seed)
         self.main = self.accelerator.is_main_process
+        self.distributed = self.accelerator.num_processes > 1  # stages synchronise the processes while True
         self.run_dir = Path(output) if output else recipe.run_dir
         self.folder = RunFolder(self.run_dir, force=force, is_main_process=self.main)
         self.log = log if self.main else (lambda _msg: None)
         self.keys: dict[str, str] = {}
         self.variants: dict[str, Path] = {}
+        self._stages: dict[tuple[str, str], StageResult] = {}
         self._data = None
-        self._done: dict[str, StageResult] = {}
         if self.main:
             (self.run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
 
@@ -66,15 +67,19 @@ class Pipeline:
         return self.recipe.data.max_length
 
     def stage(self, name: str, key: str, build) -> StageResult:
-        if name in self._done and self._done[name].key == key:  # already resolved in this process
-            return self._done[name]
+        if (name, key) in self._stages:  # asked again in this run (student() needs teacher()): no re-run
+            return self._stages[name, key]
         done = self.folder.finished(name, key) is not None
         self.log(f"[{name}] {'reused (finished earlier)' if done else 'running'}")
-        result = self.folder.stage(name, key, build, sync=self.accelerator.wait_for_everyone)
+        result = self.folder.stage(name, key, build, sync=self._sync)
         if not result.reused:
             self.log(f"[{name}] done in {result.seconds:.1f} s")
-        self._done[name] = result
+        self._stages[name, key] = result
         return result
+
+    def _sync(self) -> None:
+        if self.distributed:
+            self.accelerator.wait_for_everyone()
 
     def data(self):
         from edgecompress.data import stage as data_stage
@@ -267,7 +272,8 @@ class Pipeline:
         teacher_dir = self.teacher()
         student_dir = self.student()
         pruned_dir = self.pruned() if self.recipe.prune else None
-        if not self.main:  # distributed training: only the main process exports, measures and reports
+        self.close()  # training is over: only the main process exports, measures and reports
+        if not self.main:
             return None
         self.export(TEACHER_VARIANT, teacher_dir, self.keys["teacher"])
         sources = [("student-fp32", student_dir, "student")]
@@ -279,9 +285,26 @@ class Pipeline:
                 self.quantize(variant, qcfg)
         return self.report(self.benchmark())
 
+    def close(self, wait: bool = True) -> None:
+        """End the distributed part: leave the process group (a gloo process exiting without it aborts).
+
+        Later stages run on the main process alone, without synchronising. ``wait=False`` after a failure:
+        the other processes may never reach the barrier.
+        """
+        if self.distributed:
+            if wait:
+                self.accelerator.wait_for_everyone()
+            self.accelerator.end_training()
+            self.distributed = False
+
 
 def run_recipe(
     recipe: Recipe, output: str | Path | None = None, force: bool = False, log=_stderr
 ) -> RunSummary | None:
     """Run (or resume) every stage of ``recipe``. Returns None on non-main processes of a distributed run."""
-    return Pipeline(recipe, output, force, log).run()
+    pipeline = Pipeline(recipe, output, force, log)
+    try:
+        return pipeline.run()
+    except BaseException:
+        pipeline.close(wait=False)
+        raise

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import tiny_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +32,13 @@ def tiny_run(tiny_teacher, tiny_csv, tmp_path_factory):
         "importance_batches": 2,
         "recovery": None,
     }
-    recipe = tiny_recipe(tiny_teacher, tiny_csv, tmp / "run", prune=prune, quantization={"variants": [{"method": "int8_dynamic"}]})
+    recipe = tiny_recipe(
+        tiny_teacher,
+        tiny_csv,
+        tmp / "run",
+        prune=prune,
+        quantization={"variants": [{"method": "int8_dynamic"}]},
+    )
     path = tmp / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     run_recipe(recipe_from_dict(recipe), log=lambda _m: None)

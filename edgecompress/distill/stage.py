@@ -129,6 +129,8 @@ def distill(
         "best_step": outcome.best_step,
         "steps": outcome.steps,
         "train_seconds": round(outcome.seconds, 1),
+        "processes": accelerator.num_processes,
+        "examples_per_process": outcome.examples_per_process,
         "history": outcome.history,
     }
 

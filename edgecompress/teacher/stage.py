@@ -55,6 +55,8 @@ def run(
             best_step=outcome.best_step,
             steps=outcome.steps,
             train_seconds=round(outcome.seconds, 1),
+            processes=accelerator.num_processes,
+            examples_per_process=outcome.examples_per_process,
             history=outcome.history,
         )
     else:

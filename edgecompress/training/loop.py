@@ -28,6 +28,7 @@ class TrainOutcome:
     steps: int
     seconds: float
     history: list[dict] = field(default_factory=list)
+    examples_per_process: list[int] = field(default_factory=list)  # proves every rank trained on its shard
 
 
 def _param_groups(modules: list[torch.nn.Module], weight_decay: float) -> list[dict]:
@@ -111,12 +112,13 @@ def fit(
         for m in extras:
             m.train()
 
-    step = 0
+    step = seen = 0
     model.train()
     for m in extras:
         m.train()
     while step < total:
         for batch in train_loader:
+            seen += len(batch["labels"])
             loss, parts = loss_fn(model, batch, extras)
             accelerator.backward(loss)
             if cfg.max_grad_norm:
@@ -140,5 +142,7 @@ def fit(
     if history and history[-1]["step"] != step:
         validate(step)
     accelerator.unwrap_model(model).load_state_dict(best["state"])
-    accelerator.wait_for_everyone()
-    return TrainOutcome(best["metrics"], best["step"], step, time.perf_counter() - start, history)
+    per_process = accelerator.gather(torch.tensor([seen], device=accelerator.device)).tolist()
+    return TrainOutcome(
+        best["metrics"], best["step"], step, time.perf_counter() - start, history, per_process
+    )

@@ -1,0 +1,37 @@
+"""The recipe's student trained with fewer loss terms: what distillation with attention transfer is measured
+against (benchmarks/distill_ablation.py, benchmarks/peers.py).
+
+Same student construction, data, steps, learning rate and seed as the recipe's ``student`` stage; only the
+loss weights differ. Each mode is a cached stage ``ablation/<mode>`` of the recipe's run folder.
+  labels: cross-entropy on the hard labels only (no teacher)
+  kd:     hard labels + soft targets (T^2 KL), no attention or hidden-state transfer
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgecompress.distill.config import DistillConfig, LossWeights
+from edgecompress.errors import EdgeCompressError
+
+ABLATIONS = {
+    "labels": LossWeights(ce=1, kd=0, attention=0, hidden=0),
+    "kd": LossWeights(ce=1, kd=1, attention=0, hidden=0),
+}
+
+
+def ablation_config(distill: DistillConfig, mode: str) -> DistillConfig:
+    if mode not in ABLATIONS:
+        raise EdgeCompressError(f"unknown mode '{mode}' (one of: {', '.join(ABLATIONS)})", where="ablation")
+    cfg = distill.model_copy(deep=True)
+    cfg.weights = ABLATIONS[mode]
+    return cfg
+
+
+def stage_name(mode: str) -> str:
+    return f"ablation/{mode}"
+
+
+def ablation_student(pipe, mode: str) -> Path:
+    """Train (or reuse) the ablation student ``mode`` in ``pipe``'s run folder; returns its model folder."""
+    return pipe.student(stage_name(mode), ablation_config(pipe.recipe.distill, mode))
