@@ -146,13 +146,18 @@ class Pipeline:
         data = self.data()
         base = source.removesuffix("-fp32")
         variant = f"{base}-{qcfg.name}"
+        listed = self.recipe.quantization.variants
+        where = f"quantization.variants.{listed.index(qcfg)}" if qcfg in listed else "quantization"
         self.keys[variant] = fingerprint("quantize", 1, qcfg, self.keys[source], self.max_length, self.seed)
 
         def build(tmp: Path) -> dict:
             scratch = self.run_dir / f".scratch-{variant}"
             try:
                 info = quantize(
-                    qcfg, self.variants[source], tmp, QuantContext(data, self.max_length, self.seed, scratch)
+                    qcfg,
+                    self.variants[source],
+                    tmp,
+                    QuantContext(data, self.max_length, self.seed, scratch, where),
                 )
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)

@@ -100,7 +100,7 @@ def _format_error(err: dict[str, Any]) -> str:
     return f"{loc or '<top>'}: {msg}"
 
 
-_UNION_TAGS = {"int8_dynamic", "int8_static"}
+_UNION_TAGS = {"int8_dynamic", "int8_static", "weight_only"}
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
