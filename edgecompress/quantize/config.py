@@ -12,7 +12,24 @@ from edgecompress.config_base import StageConfig
 IsaPreset = Literal["auto", "avx2", "avx512", "avx512_vnni", "arm64"]
 
 
-class Int8DynamicConfig(StageConfig):
+class AccuracyGuard(StageConfig):
+    """Fields shared by the int8 variants: the accuracy budget and the fallback that tries to meet it."""
+
+    max_accuracy_drop: float | None = Field(
+        None,
+        ge=0,
+        description="Largest validation-accuracy loss (points) against the fp32 student; beyond it the most "
+        "sensitive node groups are kept in float, one at a time. null = no guard.",
+    )
+    max_fallback_steps: int = Field(
+        3, ge=0, description="Node groups (embeddings, a layer, pooler, classifier) at most kept in float."
+    )
+    sensitivity_samples: int = Field(
+        256, ge=1, description="Validation examples used to rank node groups by logit error."
+    )
+
+
+class Int8DynamicConfig(AccuracyGuard):
     """int8 weights, activations quantized at run time (Optimum ORTQuantizer)."""
 
     method: Literal["int8_dynamic"] = "int8_dynamic"
@@ -23,7 +40,7 @@ class Int8DynamicConfig(StageConfig):
     per_channel: bool = Field(False, description="Per-output-channel weight scales.")
 
 
-class Int8StaticConfig(StageConfig):
+class Int8StaticConfig(AccuracyGuard):
     """int8 weights and activations with ranges calibrated on training samples (Optimum ORTQuantizer)."""
 
     method: Literal["int8_static"] = "int8_static"
