@@ -192,12 +192,32 @@ class Pipeline:
             ),
         ).path
 
-    def report(self, bench_dir: Path) -> RunSummary:
+    def mobile(self) -> dict[str, dict]:
+        """The variants named in ``mobile.variants`` as .ort files (mobile/<variant>/), with their checks."""
+        from edgecompress.errors import RecipeError
+        from edgecompress.mobile import stage as mobile_stage
+
+        cfg, data, records = self.recipe.mobile, self.data(), {}
+        for i, variant in enumerate(cfg.variants):
+            if variant not in self.variants:
+                known = ", ".join(self.variants)
+                raise RecipeError(
+                    f"no variant '{variant}' in this run (known: {known})", where=f"mobile.variants.{i}"
+                )
+            key = fingerprint("mobile", mobile_stage.STAGE_VERSION, cfg, self.keys[variant], self.max_length)
+            records[variant] = self.stage(
+                f"mobile/{variant}",
+                key,
+                lambda tmp, v=variant: mobile_stage.run(cfg, self.variants[v], tmp, data, self.max_length),
+            ).record
+        return records
+
+    def report(self, bench_dir: Path, mobile: dict[str, dict] | None = None) -> RunSummary:
         from edgecompress.report import stage as report_stage
 
         stages = [{"name": s.name, "reused": s.reused, "seconds": s.seconds} for s in self.folder.results]
         out = report_stage.run(
-            self.recipe.report, bench_dir, self.run_dir, TEACHER_VARIANT, self.recipe_dict, stages
+            self.recipe.report, bench_dir, self.run_dir, TEACHER_VARIANT, self.recipe_dict, stages, mobile
         )
         self.log(f"[report] {self.run_dir / 'report.md'}")
         return RunSummary(self.run_dir, out["rows"], out["table"], self.folder.results)
@@ -211,7 +231,8 @@ class Pipeline:
         self.export("student-fp32", student_dir, self.keys["student"])
         for qcfg in self.recipe.quantization.variants:
             self.quantize("student-fp32", qcfg)
-        return self.report(self.benchmark())
+        mobile = self.mobile()  # .ort conversions of the chosen variants (issue 4)
+        return self.report(self.benchmark(), mobile)
 
 
 def run_recipe(

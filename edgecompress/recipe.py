@@ -18,6 +18,7 @@ from edgecompress.data.config import DataConfig
 from edgecompress.distill.config import DistillConfig, StudentConfig
 from edgecompress.errors import RecipeError
 from edgecompress.export.config import ExportConfig
+from edgecompress.mobile.config import MobileConfig
 from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig, QuantVariantConfig
 from edgecompress.report.config import ReportConfig
 from edgecompress.teacher.config import TeacherConfig
@@ -71,6 +72,9 @@ class Recipe(StageConfig):
     benchmark: BenchmarkConfig = Field(
         default_factory=BenchmarkConfig, description="ONNX Runtime measurements."
     )
+    mobile: MobileConfig = Field(
+        default_factory=MobileConfig, description="Variants converted to ONNX Runtime's mobile .ort format."
+    )
     report: ReportConfig = Field(default_factory=ReportConfig, description="Report outputs.")
 
     @model_validator(mode="after")
@@ -81,6 +85,10 @@ class Recipe(StageConfig):
                 f"distill.layer_mapping has {len(mapping)} entries but student.num_layers is "
                 f"{self.student.num_layers}"
             )
+        known = ["teacher-fp32", "student-fp32", *(f"student-{v.name}" for v in self.quantization.variants)]
+        for i, name in enumerate(self.mobile.variants):
+            if name not in known:
+                raise ValueError(f"mobile.variants.{i}: no variant '{name}' (known: {', '.join(known)})")
         return self
 
     @property

@@ -1,6 +1,6 @@
 """The int8 accuracy guard: a model made sensitive on purpose loses accuracy under int8, the fallback finds
 (by measuring) that the embeddings are to blame, keeps them in float and records it; without fallback steps
-the variant stays over budget and says so."""
+the variant stays over budget and the report marks it and never picks it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from edgecompress.modeling.loading import load_classifier, load_tokenizer, resol
 from edgecompress.quantize import QuantContext, quantize
 from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig
 from edgecompress.quantize.guard import node_groups
+from edgecompress.report.tables import build_rows, markdown_table, pick_best
 
 
 def _train(model, tokenizer, data, steps: int = 80) -> None:
@@ -108,6 +109,14 @@ def test_static_variant_without_fallback_stays_flagged(sensitive, tmp_path):
     info = quantize(cfg, root / "fp32", tmp_path / "q", QuantContext(data, 16, 0, tmp_path / "scratch"))
     guard = info["accuracy_guard"]
     assert not guard["within_tolerance"] and guard["excluded_groups"] == [] and guard["steps"] == []
+    # the report marks it and never picks it as best
+    bench = _bench({"m-fp32": {}, "m-int8": {"accuracy_guard": guard}, "m-int8-ok": {}})
+    rows = build_rows(bench, "m-fp32")
+    flagged = {r["variant"]: r.get("flagged") for r in rows}
+    assert flagged == {"m-fp32": False, "m-int8": True, "m-int8-ok": False}
+    assert "over tolerance" in markdown_table(rows, "m-fp32")
+    best = pick_best(rows, "m-fp32")
+    assert best["fastest"] == best["smallest"] == "m-int8-ok" and best["flagged"] == ["m-int8"]
 
 
 def test_no_guard_means_no_extra_work(sensitive, tmp_path):
@@ -116,3 +125,31 @@ def test_no_guard_means_no_extra_work(sensitive, tmp_path):
         Int8DynamicConfig(), root / "fp32", tmp_path / "q", QuantContext(data, 16, 0, tmp_path / "s")
     )
     assert "accuracy_guard" not in info
+
+
+def _bench(variants: dict[str, dict]) -> dict:
+    """A benchmark record where the flagged variant would otherwise be fastest and smallest."""
+    out = {"variants": {}, "latency": []}
+    for i, (name, extra) in enumerate(variants.items()):
+        out["variants"][name] = {
+            "artifact": name,
+            "precision": "int8",
+            "size_mb": 10.0 - 3 * i if name != "m-int8" else 1.0,
+            "params": 100,
+            "accuracy": 0.9,
+            "f1_macro": 0.9,
+            **extra,
+        }
+        ms = 10.0 - i if name != "m-int8" else 1.0
+        out["latency"].append(
+            {
+                "variant": name,
+                "batch_size": 1,
+                "threads": 1,
+                "p50_ms": ms,
+                "p90_ms": ms,
+                "p99_ms": ms,
+                "throughput_per_s": 1,
+            }
+        )
+    return out

@@ -79,8 +79,8 @@ class WeightOnlyAutotuneConfig(StageConfig):
     keep_fp32_options: list[list[str]] = Field(
         default_factory=lambda: [[]],
         min_length=1,
-        description="Alternative sets of module-name regexes kept in float (e.g. the last layer); "
-        "each set is tried with every group size and algorithm.",
+        description="Alternative sets of module-name regexes kept in float besides keep_fp32 (e.g. the "
+        "last layer); each set is tried with every group size and algorithm.",
     )
     tolerable_loss: float = Field(
         0.01,

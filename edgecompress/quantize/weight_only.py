@@ -68,6 +68,34 @@ def apply_tables(model, modules: dict, tables: dict[str, BlockQuantized]) -> Non
     setattr(model, _TABLES_APPLIED, True)
 
 
+def _validate(cfg: WeightOnlyConfig, linears: dict, names: list[str], tables: dict[str, int], where: str):
+    """Impossible settings fail here, before any quantization work, naming the recipe field.
+
+    Returns the keep sets to try: ``[(patterns, module names kept in float)]`` (one unless autotune).
+    """
+    tuned = cfg.algorithm == "autotune"
+    options = cfg.autotune.keep_fp32_options if tuned else [[]]
+    keep_where = f"{where}.autotune.keep_fp32_options" if tuned else f"{where}.keep_fp32"
+    always = _kept(cfg.keep_fp32, names, f"{where}.keep_fp32")
+    keep_sets = []
+    for option in options:  # autotune's options add to keep_fp32
+        kept = always | _kept(option, names, keep_where)
+        if len(kept) == len(names):
+            raise RecipeError(
+                "every quantizable linear layer is kept in float: nothing to quantize", where=keep_where
+            )
+        keep_sets.append((cfg.keep_fp32 + option, kept))
+    sizes = cfg.autotune.group_sizes if tuned else [cfg.group_size]
+    for size in sizes:
+        check_group_size(
+            size,
+            {n: linears[n].in_features for n in names},
+            f"{where}.autotune.group_sizes" if tuned else f"{where}.group_size",
+        )
+    check_group_size(cfg.group_size, tables, f"{where}.group_size")
+    return keep_sets
+
+
 @register(WeightOnlyConfig)
 def weight_only(cfg: WeightOnlyConfig, source_dir: Path, out_dir: Path, ctx: QuantContext) -> dict:
     import onnx
@@ -81,48 +109,25 @@ def weight_only(cfg: WeightOnlyConfig, source_dir: Path, out_dir: Path, ctx: Qua
     fp32 = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager").eval()
     tokenizer = AutoTokenizer.from_pretrained(source_dir)
     graph_model = onnx.load(str(source_dir / "model.onnx"))
-    graph = graph_model.graph
 
     # which PyTorch modules the ONNX MatMuls / Gathers hold (by weight value: names differ between the two)
     linears = {n: m for n, m in fp32.named_modules() if isinstance(m, torch.nn.Linear)}
     matmuls = find_weight_nodes(
-        graph, {n: m.weight.detach().numpy().T for n, m in linears.items()}, "MatMul", 1
+        graph_model.graph, {n: m.weight.detach().numpy().T for n, m in linears.items()}, "MatMul", 1
     )
     if not matmuls:
         raise StageError("no MatMul in the ONNX graph holds a linear layer's weight", where=where)
     names = [n for n in linears if n in matmuls]
     embeddings = {n: m for n, m in fp32.named_modules() if isinstance(m, torch.nn.Embedding)}
-    gathers = (
-        {}
-        if cfg.embeddings == "fp32"
-        else find_weight_nodes(
-            graph, {n: m.weight.detach().numpy() for n, m in embeddings.items()}, "Gather", 0
-        )
-    )
+    gathers = {}
+    if cfg.embeddings != "fp32":
+        weights = {n: m.weight.detach().numpy() for n, m in embeddings.items()}
+        gathers = find_weight_nodes(graph_model.graph, weights, "Gather", 0)
+    keep_sets = _validate(cfg, linears, names, {n: embeddings[n].embedding_dim for n in gathers}, where)
 
-    # impossible settings fail here, before any quantization work
-    keep_sets = [cfg.keep_fp32] if cfg.algorithm != "autotune" else cfg.autotune.keep_fp32_options
-    keep_where = (
-        f"{where}.keep_fp32" if cfg.algorithm != "autotune" else f"{where}.autotune.keep_fp32_options"
-    )
-    kept = [_kept(patterns, names, keep_where) for patterns in keep_sets]
-    if any(len(k) == len(names) for k in kept):
-        raise RecipeError(
-            "every quantizable linear layer is kept in float: nothing to quantize", where=keep_where
-        )
-    widths = {n: linears[n].in_features for n in names}
-    sizes = [cfg.group_size] if cfg.algorithm != "autotune" else cfg.autotune.group_sizes
-    for size in sizes:
-        check_group_size(
-            size,
-            widths,
-            f"{where}.group_size" if cfg.algorithm != "autotune" else f"{where}.autotune.group_sizes",
-        )
-    check_group_size(cfg.group_size, {n: embeddings[n].embedding_dim for n in gathers}, f"{where}.group_size")
-
-    table_bits = {"int4": 4, "int8": 8}.get(cfg.embeddings)
+    bits = {"int4": 4, "int8": 8}.get(cfg.embeddings)
     tables = {
-        n: quantize_table(embeddings[n].weight.detach().numpy(), table_bits, cfg.group_size, cfg.symmetric)
+        n: quantize_table(embeddings[n].weight.detach().numpy(), bits, cfg.group_size, cfg.symmetric)
         for n in gathers
     }
     samples = calibration_samples(ctx, tokenizer, cfg.calibration_samples)
@@ -142,6 +147,9 @@ def weight_only(cfg: WeightOnlyConfig, source_dir: Path, out_dir: Path, ctx: Qua
     def fp32_names(keep: set[str]) -> list[str]:
         return sorted(set(linears) - set(names) | keep)
 
+    def config(algorithm: str, size: int, keep: set[str]):
+        return inc.inc_config(algorithm, cfg.bits, size, cfg.symmetric, fp32_names(keep), model_dir)
+
     tuning = None
     if cfg.algorithm == "autotune":
         trials = [
@@ -150,31 +158,29 @@ def weight_only(cfg: WeightOnlyConfig, source_dir: Path, out_dir: Path, ctx: Qua
                 "group_size": size,
                 "keep_fp32": patterns,
                 "quantized": sorted(set(names) - keep),
-                "config": inc.inc_config(
-                    algorithm, cfg.bits, size, cfg.symmetric, fp32_names(keep), model_dir
-                ),
+                "config": config(algorithm, size, keep),
             }
-            for patterns, keep in zip(keep_sets, kept, strict=True)  # INC tries them in this order
+            for patterns, keep in keep_sets  # INC tries them in this order
             for size in cfg.autotune.group_sizes
             for algorithm in cfg.autotune.algorithms
         ]
-        uses_gptq = "gptq" in cfg.autotune.algorithms
         qmodel, tuning = inc.autotune(
             fp32,
             trials,
             cfg.autotune.tolerable_loss,
             evaluate=accuracy,
-            calibrate=calibrate if uses_gptq else None,
+            calibrate=calibrate if "gptq" in cfg.autotune.algorithms else None,
             prepare_trial=lambda m: apply_tables(m, embeddings, tables),
         )
         chosen = trials[tuning["chosen"] - 1]
         algorithm, group_size = chosen["algorithm"], chosen["group_size"]
     else:
         algorithm, group_size = cfg.algorithm, cfg.group_size
-        config = inc.inc_config(
-            algorithm, cfg.bits, group_size, cfg.symmetric, fp32_names(kept[0]), model_dir
+        qmodel = inc.quantize(
+            copy.deepcopy(fp32),
+            config(algorithm, group_size, keep_sets[0][1]),
+            calibrate if algorithm == "gptq" else None,
         )
-        qmodel = inc.quantize(copy.deepcopy(fp32), config, calibrate if algorithm == "gptq" else None)
     apply_tables(qmodel, embeddings, tables)
     qmodel.eval()
 
