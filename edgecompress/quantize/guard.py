@@ -24,7 +24,8 @@ _LAYER = re.compile(r"(?:layer|layers|block|blocks|h)[._](\d+)$")
 
 
 def node_groups(onnx_path: Path, op_types: list[str]) -> dict[str, list[str]]:
-    """Quantizable node names grouped by the module they come from, e.g. ``layer.2`` or ``classifier``.
+    """Quantizable node names grouped by the module they come from, e.g. ``layer.2`` or ``classifier``
+    (``other`` for nodes of the base model itself).
 
     Exported node names are module paths (``/bert/encoder/layer.2/output/dense/MatMul``); the base model's
     prefix (``bert``) is the part before ``embeddings``/``encoder``.
@@ -44,8 +45,8 @@ def node_groups(onnx_path: Path, op_types: list[str]) -> dict[str, list[str]]:
             key = f"layer.{layer.group(1)}"
         elif parts:
             key = parts[0]
-        else:
-            key = name
+        else:  # the base model's own glue (attention-mask arithmetic): one group, not one per node
+            key = "other"
         groups.setdefault(key, []).append(name)
     return groups
 
