@@ -136,7 +136,10 @@ def run(cfg: MobileConfig, variant_dir: Path, out_dir: Path, data: PreparedData,
         "required_operators": required_operators(out_dir / "required_operators.config"),
         "loads_and_runs": True,
         "vs_onnx": runs,
-        "peak_rss": peak_rss(ort_path, {k: np.asarray(v) for k, v in feed.items()}),
+        "peak_rss": {
+            **peak_rss(ort_path, {k: np.asarray(v) for k, v in feed.items()}),
+            "tokens": max_length,
+        },
         "usability": usability(onnx_path),
     }
     (out_dir / "mobile.json").write_text(json.dumps(record, indent=2))

@@ -102,7 +102,8 @@ def _optional_sections(benchmark: dict, rows: list[dict], baseline: str) -> list
             )
             + ". Peak RSS: a fresh process that loads the model and runs one typical input; 'of which model' "
             "is the rise over the process after importing onnxruntime. `.ort`: ONNX Runtime's mobile format, "
-            "converted and checked with ONNX Runtime's own tools.",
+            "converted and checked with ONNX Runtime's own tools; its peak RSS is for one input of "
+            "data.max_length tokens.",
             "",
             mobile,
             "",
