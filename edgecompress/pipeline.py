@@ -215,13 +215,18 @@ class Pipeline:
         data = self.data()
         base = source.removesuffix("-fp32")
         variant = f"{base}-{qcfg.name}"
+        listed = self.recipe.quantization.variants
+        where = f"quantization.variants.{listed.index(qcfg)}" if qcfg in listed else "quantization"
         self.keys[variant] = fingerprint("quantize", 1, qcfg, self.keys[source], self.max_length, self.seed)
 
         def build(tmp: Path) -> dict:
             scratch = self.run_dir / f".scratch-{variant}"
             try:
                 info = quantize(
-                    qcfg, self.variants[source], tmp, QuantContext(data, self.max_length, self.seed, scratch)
+                    qcfg,
+                    self.variants[source],
+                    tmp,
+                    QuantContext(data, self.max_length, self.seed, scratch, where),
                 )
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -256,13 +261,40 @@ class Pipeline:
             ),
         ).path
 
-    def report(self, bench_dir: Path) -> RunSummary:
+    def mobile(self) -> dict[str, dict]:
+        """The variants named in ``mobile.variants`` as .ort files (mobile/<variant>/), with their checks."""
+        from edgecompress.errors import RecipeError
+        from edgecompress.mobile import stage as mobile_stage
+
+        cfg, data, records = self.recipe.mobile, self.data(), {}
+        for i, variant in enumerate(cfg.variants):
+            if variant not in self.variants:
+                known = ", ".join(self.variants)
+                raise RecipeError(
+                    f"no variant '{variant}' in this run (known: {known})", where=f"mobile.variants.{i}"
+                )
+            key = fingerprint("mobile", mobile_stage.STAGE_VERSION, cfg, self.keys[variant], self.max_length)
+            records[variant] = self.stage(
+                f"mobile/{variant}",
+                key,
+                lambda tmp, v=variant: mobile_stage.run(cfg, self.variants[v], tmp, data, self.max_length),
+            ).record
+        return records
+
+    def report(self, bench_dir: Path, mobile: dict[str, dict] | None = None) -> RunSummary:
         from edgecompress.report import stage as report_stage
 
         stages = [{"name": s.name, "reused": s.reused, "seconds": s.seconds} for s in self.folder.results]
         prune_dir = self.run_dir / "pruned" if self.recipe.prune else None
         out = report_stage.run(
-            self.recipe.report, bench_dir, self.run_dir, TEACHER_VARIANT, self.recipe_dict, stages, prune_dir
+            self.recipe.report,
+            bench_dir,
+            self.run_dir,
+            TEACHER_VARIANT,
+            self.recipe_dict,
+            stages,
+            prune_dir,
+            mobile,
         )
         self.log(f"[report] {self.run_dir / 'report.md'}")
         return RunSummary(self.run_dir, out["rows"], out["table"], self.folder.results)
@@ -276,14 +308,14 @@ class Pipeline:
         if not self.main:
             return None
         self.export(TEACHER_VARIANT, teacher_dir, self.keys["teacher"])
-        sources = [("student-fp32", student_dir, "student")]
-        if pruned_dir is not None:
-            sources.append(("pruned-fp32", pruned_dir, "pruned"))
-        for variant, model_dir, key in sources:
-            self.export(variant, model_dir, self.keys[key])
+        model_dirs = {"student": student_dir, "pruned": pruned_dir}
+        for source in self.recipe.model_sources():
+            self.export(f"{source}-fp32", model_dirs[source], self.keys[source])
             for qcfg in self.recipe.quantization.variants:
-                self.quantize(variant, qcfg)
-        return self.report(self.benchmark())
+                if source in qcfg.apply_to:
+                    self.quantize(f"{source}-fp32", qcfg)
+        mobile = self.mobile()  # .ort conversions of the chosen variants
+        return self.report(self.benchmark(), mobile)
 
     def close(self, wait: bool = True) -> None:
         """End the distributed part: leave the process group (a gloo process exiting without it aborts).

@@ -18,6 +18,7 @@ from edgecompress.data.config import DataConfig
 from edgecompress.distill.config import DistillConfig, StudentConfig
 from edgecompress.errors import RecipeError
 from edgecompress.export.config import ExportConfig
+from edgecompress.mobile.config import MobileConfig
 from edgecompress.prune.config import PruneConfig
 from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig, QuantVariantConfig
 from edgecompress.report.config import ReportConfig
@@ -76,6 +77,9 @@ class Recipe(StageConfig):
     benchmark: BenchmarkConfig = Field(
         default_factory=BenchmarkConfig, description="ONNX Runtime measurements."
     )
+    mobile: MobileConfig = Field(
+        default_factory=MobileConfig, description="Variants converted to ONNX Runtime's mobile .ort format."
+    )
     report: ReportConfig = Field(default_factory=ReportConfig, description="Report outputs.")
 
     @model_validator(mode="after")
@@ -86,7 +90,23 @@ class Recipe(StageConfig):
                 f"distill.layer_mapping has {len(mapping)} entries but student.num_layers is "
                 f"{self.student.num_layers}"
             )
+        known = self.variant_names()
+        for i, name in enumerate(self.mobile.variants):
+            if name not in known:
+                raise ValueError(f"mobile.variants.{i}: no variant '{name}' (known: {', '.join(known)})")
         return self
+
+    def model_sources(self) -> list[str]:
+        """The fp32 models the run exports besides the teacher: the student, and the pruned one if any."""
+        return ["student", "pruned"] if self.prune is not None else ["student"]
+
+    def variant_names(self) -> list[str]:
+        """Every variant the run builds, in report order."""
+        names = ["teacher-fp32"]
+        for source in self.model_sources():
+            names.append(f"{source}-fp32")
+            names += [f"{source}-{v.name}" for v in self.quantization.variants if source in v.apply_to]
+        return names
 
     @property
     def run_dir(self) -> Path:
@@ -105,7 +125,7 @@ def _format_error(err: dict[str, Any]) -> str:
     return f"{loc or '<top>'}: {msg}"
 
 
-_UNION_TAGS = {"int8_dynamic", "int8_static"}
+_UNION_TAGS = {"int8_dynamic", "int8_static", "weight_only"}
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -102,3 +102,113 @@ def test_rows_have_the_documented_keys_and_ratios():
     table = markdown_table(rows, "teacher-fp32")
     assert "| student-int8 | 15.0 | 6.0 |" in table and "-1.00" in table
     json.dumps(rows)
+
+
+def test_report_shows_checks_autotune_and_mobile(tmp_path):
+    """report.md gains the accuracy checks (guard, INC -> ONNX agreement, autotune trials) and the mobile
+    profile; a variant over its budget is marked and never named fastest or smallest."""
+    from edgecompress.report import stage as report_stage
+    from edgecompress.report.config import ReportConfig
+
+    bench = _bench()
+    bench["machine"] = machine_info()
+    bench["variants"]["student-int8"]["accuracy_guard"] = {
+        "max_accuracy_drop": 1.0,
+        "fp32_validation_accuracy": 0.8,
+        "first_validation_accuracy": 0.7,
+        "validation_accuracy": 0.75,
+        "drop_pts": 5.0,
+        "within_tolerance": False,
+        "excluded_groups": ["classifier"],
+        "excluded_nodes": ["/classifier/Gemm"],
+        "sensitivity": {"classifier": 0.01, "layer.0": 0.5},
+        "steps": [],
+    }
+    bench["variants"]["student-int4"] = {
+        **bench["variants"]["student-int8"],
+        "accuracy_guard": None,
+        "artifact": "i",
+        "precision": "int4",
+        "size_mb": 9.0,
+        "inc_vs_onnx": {"samples": 100, "argmax_agreement": 1.0, "max_abs_logit_diff": 1e-3},
+        "autotune": {
+            "baseline_accuracy": 0.8,
+            "tolerable_loss": 0.01,
+            "goal_accuracy": 0.792,
+            "chosen": 2,
+            "met_goal": True,
+            "trials": [
+                {
+                    "trial": 1,
+                    "algorithm": "rtn",
+                    "group_size": 128,
+                    "keep_fp32": [],
+                    "accuracy": 0.7,
+                    "relative_loss": 0.125,
+                    "meets_goal": False,
+                },
+                {
+                    "trial": 2,
+                    "algorithm": "gptq",
+                    "group_size": 128,
+                    "keep_fp32": [],
+                    "accuracy": 0.795,
+                    "relative_loss": 0.00625,
+                    "meets_goal": True,
+                },
+            ],
+        },
+    }
+    bench["latency"] += [
+        {**r, "variant": "student-int4", "p50_ms": 2 * r["p50_ms"]} for r in bench["latency"][3:]
+    ]
+    bench["mobile"] = {
+        "short_length": 16,
+        "typical_length": 30,
+        "latency": [
+            {"variant": v, "batch_size": 1, "threads": 1, "sequence_length": n, "p50_ms": 1.0}
+            for v in bench["variants"]
+            for n in (16, 30)
+        ],
+        "memory": {v: {"baseline_mb": 40.0, "peak_mb": 60.0, "model_mb": 20.0} for v in bench["variants"]},
+    }
+    ort = {
+        "ort_size_mb": 9.1,
+        "loads_and_runs": True,
+        "vs_onnx": {"argmax_agreement": 1.0},
+        "peak_rss": {"peak_mb": 55.0},
+        "usability": {"execution_providers": {"NNAPI": {"as_is": "NO"}}},
+    }
+    (tmp_path / "bench").mkdir()
+    for v in bench["variants"].values():
+        v["artifact"] = str(tmp_path / v["artifact"])
+    for name in ("t", "s", "i"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text("{}")
+    (tmp_path / "bench" / "benchmark.json").write_text(json.dumps(bench))
+    out = report_stage.run(
+        ReportConfig(plots=False),
+        tmp_path / "bench",
+        tmp_path,
+        "teacher-fp32",
+        {"name": "r"},
+        [],
+        mobile={"student-int4": ort},
+    )
+    md = (tmp_path / "report.md").read_text()
+    assert "over tolerance (5.00 > 1 pts)" in md and "## Accuracy checks" in md
+    assert "Fastest at batch 1, 1 thread: `student-int4`" in md and "never picked above: `student-int8`" in md
+    assert "| 2 (chosen) | gptq | 128 | - | 0.7950 |" in md
+    assert "argmax agreement 1.0000, max |delta logit| 1.00e-03" in md
+    assert (
+        "## Mobile-class profile" in md
+        and "| student-int4 | 1.00 | 1.00 | 60.0 | 20.0 | 9.1 | yes | 55.0 | NNAPI: NO |" in md
+    )
+    rows = {r["variant"]: r for r in out["rows"]}
+    assert rows["student-int8"]["flagged"] and not rows["student-int4"]["flagged"]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (
+        report["best"]["smallest"] == "student-int4"
+        and report["mobile"]["ort"]["student-int4"]["ort_size_mb"] == 9.1
+    )
+    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["metrics"]["check"].startswith("over")

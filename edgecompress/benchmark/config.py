@@ -7,6 +7,19 @@ from pydantic import Field, field_validator
 from edgecompress.config_base import StageConfig
 
 
+class MobileProfile(StageConfig):
+    """The mobile-class profile: 1 thread, batch 1, a short and a typical input, and each variant's peak
+    resident memory in a fresh process that loads it and runs one input."""
+
+    short_length: int = Field(16, ge=2, description="Tokens of the short input.")
+    typical_length: int | None = Field(
+        None, ge=2, description="Tokens of the typical input; default the median validation length."
+    )
+    runs: int = Field(50, ge=1, description="Timed runs per variant and length, after warm-up.")
+    warmup: int = Field(5, ge=0)
+    memory: bool = Field(True, description="Measure peak RSS (one child process per variant).")
+
+
 class BenchmarkConfig(StageConfig):
     """Latency per (batch size, threads) at a fixed sequence length; accuracy/F1 on the test split."""
 
@@ -20,6 +33,7 @@ class BenchmarkConfig(StageConfig):
     runs: int = Field(100, ge=1, description="Timed runs per variant and setting, after warm-up.")
     warmup: int = Field(10, ge=0)
     eval_batch_size: int = Field(64, ge=1, description="Batch size for the accuracy pass.")
+    mobile: MobileProfile | None = Field(None, description="The mobile-class profile; null = not measured.")
 
     @field_validator("batch_sizes", "threads")
     @classmethod

@@ -6,15 +6,19 @@ import csv
 import json
 from pathlib import Path
 
-from edgecompress.benchmark.config import BenchmarkConfig
-from edgecompress.benchmark.latency import measure_latency
+import numpy as np
+
+from edgecompress.benchmark.config import BenchmarkConfig, MobileProfile
+from edgecompress.benchmark.latency import fixed_length_inputs, measure_latency
 from edgecompress.benchmark.machine import hardware_tag, machine_info
 from edgecompress.data.examples import PreparedData
 from edgecompress.export.artifact import onnx_size_mb, read_manifest
 from edgecompress.export.onnx import ort_logits, ort_session
 from edgecompress.training.metrics import classification_metrics
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2
+# what the quantizers recorded about their own checks, carried to the report
+CHECKS = ("accuracy_guard", "inc_vs_onnx", "autotune")
 
 
 def evaluate_test_split(
@@ -24,6 +28,42 @@ def evaluate_test_split(
     logits = ort_logits(ort_session(folder / "model.onnx"), tokenizer, texts, max_length, batch_size, pairs)
     metrics = classification_metrics(logits.argmax(-1), data.label_ids("test"), len(data.labels))
     return {**metrics, "test_samples": len(texts)}
+
+
+def median_length(tokenizer, texts: list[str], pairs, max_length: int) -> int:
+    enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+    return int(np.median([len(ids) for ids in enc["input_ids"]]))
+
+
+def mobile_profile(
+    cfg: MobileProfile, variants: dict[str, Path], tokenizers: dict, data: PreparedData, max_length: int, log
+) -> dict:
+    """Batch 1, 1 thread, at a short and a typical length; peak RSS of a fresh process per variant."""
+    from edgecompress.benchmark.memory import peak_rss
+
+    texts, pairs = data.texts("validation")
+    first = next(iter(tokenizers.values()))
+    typical = cfg.typical_length or median_length(first, texts, pairs, max_length)
+    latency = []
+    for length in sorted({cfg.short_length, typical}):
+        latency += measure_latency(
+            {name: (folder / "model.onnx", tokenizers[name]) for name, folder in variants.items()},
+            texts,
+            pairs,
+            length,
+            [1],
+            [1],
+            cfg.runs,
+            cfg.warmup,
+        )
+        log(f"  mobile profile: timed {length} tokens")
+    memory = {}
+    if cfg.memory:
+        for name, folder in variants.items():
+            feed = fixed_length_inputs(tokenizers[name], texts, 1, typical, pairs)
+            memory[name] = peak_rss(folder / "model.onnx", {k: np.asarray(v) for k, v in feed.items()})
+        log("  mobile profile: peak memory measured")
+    return {"short_length": cfg.short_length, "typical_length": typical, "latency": latency, "memory": memory}
 
 
 def run(
@@ -47,6 +87,7 @@ def run(
             "size_mb": round(onnx_size_mb(folder), 3),
             "params": manifest.get("params"),
             **evaluate_test_split(folder, tokenizers[name], data, max_length, cfg.eval_batch_size),
+            **{k: manifest[k] for k in CHECKS if manifest.get(k)},
         }
         log(f"  {name}: accuracy {results[name]['accuracy']:.4f}, {results[name]['size_mb']:.1f} MB")
     texts, pairs = data.texts("validation")
@@ -62,6 +103,8 @@ def run(
         progress=lambda msg: log(f"  {msg}"),
     )
     record = {"machine": machine_info(), "hardware": hardware_tag(), "variants": results, "latency": latency}
+    if cfg.mobile is not None:
+        record["mobile"] = mobile_profile(cfg.mobile, variants, tokenizers, data, max_length, log)
     (out_dir / "benchmark.json").write_text(json.dumps(record, indent=2))
     with open(out_dir / f"latency-{hardware_tag()}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(latency[0]))

@@ -102,8 +102,33 @@ class DistillationLoss(nn.Module):
     def needs_hidden_states(self) -> bool:
         return bool(self.cfg.weights.hidden)
 
-    def forward(self, student_out, teacher_out, labels: torch.Tensor, attention_mask: torch.Tensor):
+    def forward(
+        self,
+        student_out,
+        teacher_out,
+        labels: torch.Tensor,
+        attention_mask: torch.Tensor,
+        aligned: torch.Tensor | None = None,
+    ):
+        """``aligned`` (per example) marks where teacher and student saw the same tokens when their tokenizers
+        differ; attention and hidden-state terms then use only those examples, over their common width."""
         w = self.cfg.weights
+        s_att, t_att = getattr(student_out, "attentions", None), getattr(teacher_out, "attentions", None)
+        s_hid, t_hid = (
+            getattr(student_out, "hidden_states", None),
+            getattr(teacher_out, "hidden_states", None),
+        )
+        mask = attention_mask
+        if aligned is not None and (t_att is not None or t_hid is not None):
+            teacher_width = t_att[0].shape[-1] if t_att is not None else t_hid[0].shape[1]
+            width = min(attention_mask.shape[1], teacher_width)
+            mask = attention_mask[:, :width] * aligned[:, None].to(attention_mask.dtype)
+            if s_att is not None:
+                s_att = [a[..., :width, :width] for a in s_att]
+                t_att = [a[..., :width, :width] for a in t_att]
+            if s_hid is not None:
+                s_hid = [h[:, :width] for h in s_hid]
+                t_hid = [h[:, :width] for h in t_hid]
         terms: dict[str, torch.Tensor] = {}
         if w.ce:
             terms["ce"] = F.cross_entropy(student_out.logits, labels)
@@ -113,9 +138,9 @@ class DistillationLoss(nn.Module):
             terms["att"] = torch.stack(
                 [
                     attention_transfer_loss(
-                        student_out.attentions[i],
-                        teacher_out.attentions[t],
-                        attention_mask,
+                        s_att[i],
+                        t_att[t],
+                        mask,
                         self.cfg.attention_loss,
                         self.teacher_heads[i],
                     )
@@ -125,10 +150,10 @@ class DistillationLoss(nn.Module):
         if w.hidden:
             losses = []
             for i, t in enumerate(self.layer_map):
-                h = student_out.hidden_states[i + 1]  # [0] is the embedding output
+                h = s_hid[i + 1]  # [0] is the embedding output
                 if self.projections is not None:
                     h = self.projections[i](h)
-                losses.append(hidden_state_loss(h, teacher_out.hidden_states[t + 1], attention_mask))
+                losses.append(hidden_state_loss(h, t_hid[t + 1], mask))
             terms["hid"] = torch.stack(losses).mean()
         weights = {"ce": w.ce, "kd": w.kd, "att": w.attention, "hid": w.hidden}
         total = sum(weights[k] * v for k, v in terms.items())

@@ -12,7 +12,7 @@ from edgecompress.distill.losses import DistillationLoss
 from edgecompress.errors import RecipeError
 from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
 from edgecompress.modeling.student import build_student, evenly_spread
-from edgecompress.training.batching import EncodedSplit, make_loader
+from edgecompress.training.batching import EncodedSplit, PairedSplit, make_loader, token_id_map
 from edgecompress.training.loop import fit
 
 STAGE_VERSION = 1
@@ -80,8 +80,13 @@ def distill(
     max_length: int,
     desc: str = "distill",
     teacher_heads: list | None = None,
+    teacher_tokenizer=None,
 ) -> dict:
-    """Train ``student`` in place against ``teacher``; returns the training record. Reused by pruning recovery."""
+    """Train ``student`` in place against ``teacher``; returns the training record. Reused by pruning recovery.
+
+    ``tokenizer`` is the student's; give ``teacher_tokenizer`` when the teacher's differs (e.g. after
+    vocabulary trimming): the teacher then reads its own tokens, see PairedSplit.
+    """
     mapping = plan_matching(cfg, student, teacher, teacher_heads)
     if cfg.weights.attention:
         disable_attention_dropout(student)
@@ -91,6 +96,13 @@ def distill(
     train_split = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), max_length)
     val_split = EncodedSplit(tokenizer, data.splits["validation"], data.label_ids("validation"), max_length)
     use_teacher = cfg.weights.uses_teacher
+    aligned_share = None
+    if use_teacher and teacher_tokenizer is not None:
+        teacher_split = EncodedSplit(
+            teacher_tokenizer, data.splits["train"], data.label_ids("train"), max_length
+        )
+        train_split = PairedSplit(train_split, teacher_split, token_id_map(tokenizer, teacher_tokenizer))
+        aligned_share = sum(train_split.aligned) / len(train_split)
     teacher.to(accelerator.device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -101,13 +113,14 @@ def distill(
 
     def loss_fn(model, batch, extras):
         labels = batch.pop("labels")
+        teacher_inputs, aligned = batch.pop("teacher_inputs", batch), batch.pop("aligned", None)
         teacher_out = None
         if use_teacher:
             with torch.no_grad():
-                teacher_out = teacher(**batch, **want)
+                teacher_out = teacher(**teacher_inputs, **want)
         student_out = model(**batch, **want)
         module = extras[0] if extras else loss_module
-        return module(student_out, teacher_out, labels, batch["attention_mask"])
+        return module(student_out, teacher_out, labels, batch["attention_mask"], aligned)
 
     outcome = fit(
         accelerator,
@@ -132,6 +145,7 @@ def distill(
         "processes": accelerator.num_processes,
         "examples_per_process": outcome.examples_per_process,
         "history": outcome.history,
+        **({"aligned_examples": round(aligned_share, 4)} if aligned_share is not None else {}),
     }
 
 
@@ -153,19 +167,27 @@ def run(
     teacher, _ = load_classifier(teacher_src, data.labels)
     tokenizer = load_tokenizer(teacher_src)
     student, built = build_student(teacher, student_cfg, data.labels)
+    student_tok, teacher_tok = tokenizer, None
     if student_cfg.model is not None:
-        student_tok = load_tokenizer(resolve(student_cfg.model, "student.model"))
-        if not _same_vocab(student_tok, tokenizer):
-            raise RecipeError(
-                "the student's tokenizer differs from the teacher's; distillation needs a shared vocabulary",
-                where="student.model",
-            )
+        own = load_tokenizer(resolve(student_cfg.model, "student.model"))
+        if not _same_vocab(own, tokenizer):  # the teacher reads its own tokens; see PairedSplit
+            student_tok, teacher_tok = own, tokenizer
     record = {
         "student": built,
-        **distill(cfg, student, teacher, tokenizer, data, accelerator, seed, max_length),
+        **distill(
+            cfg,
+            student,
+            teacher,
+            student_tok,
+            data,
+            accelerator,
+            seed,
+            max_length,
+            teacher_tokenizer=teacher_tok,
+        ),
     }
     if accelerator.is_main_process:
         student = accelerator.unwrap_model(student).to("cpu")
         student.save_pretrained(out_dir, safe_serialization=True)
-        tokenizer.save_pretrained(out_dir)
+        student_tok.save_pretrained(out_dir)
     return record

@@ -18,7 +18,7 @@ from edgecompress.prune.select import check_targets, select_heads, select_units,
 from edgecompress.prune.vocab import kept_token_ids, trim_vocabulary
 from edgecompress.training.batching import EncodedSplit, make_loader
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2
 IMPORTANCE_FILE = "importance.json"
 
 
@@ -76,13 +76,20 @@ def run(
 
     student = load_saved_classifier(student_dir)
     teacher = load_saved_classifier(teacher_dir)
-    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    tokenizer = teacher_tokenizer = AutoTokenizer.from_pretrained(student_dir)
     heads0, units0 = surgery.head_counts(student), surgery.ffn_sizes(student)
     check_targets(cfg, heads0, units0)
     params0 = _count(student)
     n_teacher = teacher.config.num_hidden_layers
     mapping0 = distill_cfg.layer_mapping or evenly_spread(n_teacher, len(heads0))
     layer_origin = list(range(len(heads0)))
+    vocab = None
+    if cfg.vocab.enabled:  # first, so that recovery teaches the student its new tokenisation
+        texts, pairs = data.texts("train")
+        keep = kept_token_ids(tokenizer, texts, pairs, max_length, cfg.vocab.min_frequency)
+        before = len(tokenizer.get_vocab())
+        tokenizer = trim_vocabulary(student, tokenizer, keep)
+        vocab = {"before": before, "after": len(keep), "min_frequency": cfg.vocab.min_frequency}
     train = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), max_length)
     loader = make_loader(train, cfg.recovery.batch_size if cfg.recovery else 32, shuffle=True, seed=seed)
     batches = [b for _, b in zip(range(cfg.importance_batches), loader, strict=False)]
@@ -140,22 +147,18 @@ def run(
                 max_length,
                 desc=f"recover {step}/{cfg.steps}",
                 teacher_heads=t_heads,
+                teacher_tokenizer=teacher_tokenizer if tokenizer is not teacher_tokenizer else None,
             )
             record["recovery"] = {
-                k: rec[k] for k in ("validation", "steps", "train_seconds", "layer_mapping")
+                k: rec[k]
+                for k in ("validation", "steps", "train_seconds", "layer_mapping", "aligned_examples")
+                if k in rec
             }
             record["attention_matching"] = (
                 "explicit heads" if t_heads is not None else "head-averaged when counts differ"
             )
         steps.append(record)
     student = accelerator.unwrap_model(student).to("cpu").eval()
-    vocab = None
-    if cfg.vocab.enabled:
-        texts, pairs = data.texts("train")
-        keep = kept_token_ids(tokenizer, texts, pairs, max_length, cfg.vocab.min_frequency)
-        before = len(tokenizer.get_vocab())
-        tokenizer = trim_vocabulary(student, tokenizer, keep)
-        vocab = {"before": before, "after": len(keep), "min_frequency": cfg.vocab.min_frequency}
     alive = surgery.surviving_heads(student)
     result = {
         "params_before": params0,

@@ -11,6 +11,7 @@ import numpy as np
 
 from edgecompress.benchmark.machine import isa_preset
 from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig
+from edgecompress.quantize.guard import guard
 from edgecompress.quantize.registry import QuantContext, register
 
 
@@ -37,8 +38,14 @@ def _quantize(source_dir: Path, out_dir: Path, qconfig, ranges=None) -> None:
 @register(Int8DynamicConfig)
 def int8_dynamic(cfg: Int8DynamicConfig, source_dir: Path, out_dir: Path, ctx: QuantContext) -> dict:
     preset, qconfig = _qconfig(cfg, is_static=False)
-    _quantize(source_dir, out_dir, qconfig)
-    return {"precision": "int8", "method": "dynamic", "preset": preset, "per_channel": cfg.per_channel}
+    checked = guard(cfg, qconfig, lambda dst, qc: _quantize(source_dir, dst, qc), source_dir, out_dir, ctx)
+    return {
+        "precision": "int8",
+        "method": "dynamic",
+        "preset": preset,
+        "per_channel": cfg.per_channel,
+        **checked,
+    }
 
 
 @contextlib.contextmanager
@@ -99,11 +106,14 @@ def int8_static(cfg: Int8StaticConfig, source_dir: Path, out_dir: Path, ctx: Qua
             onnx_augmented_model_name=scratch / "augmented_model.onnx",
             operators_to_quantize=qconfig.operators_to_quantize,
         )
-    _quantize(source_dir, out_dir, qconfig, ranges)
+    checked = guard(
+        cfg, qconfig, lambda dst, qc: _quantize(source_dir, dst, qc, ranges), source_dir, out_dir, ctx
+    )
     return {
         "precision": "int8",
         "method": "static",
         "preset": preset,
         "per_channel": cfg.per_channel,
         "calibration": {"samples": len(samples), "method": cfg.calibration_method},
+        **checked,
     }

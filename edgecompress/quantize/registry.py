@@ -18,6 +18,7 @@ class QuantContext:
     max_length: int
     seed: int
     scratch: Path  # a private working folder, deleted afterwards
+    where: str = "quantization"  # the recipe field of this variant, for errors
 
 
 Quantizer = Callable[..., dict]
@@ -30,6 +31,6 @@ def register(config_type: type) -> Callable[[Quantizer], Quantizer]:
 
 def quantize(config, source_dir: Path, out_dir: Path, context: QuantContext) -> dict:
     """Quantize the fp32 ONNX variant in ``source_dir`` into ``out_dir``; returns what was done."""
-    from edgecompress.quantize import int8  # noqa: F401  (registers the handlers)
+    from edgecompress.quantize import int8, weight_only  # noqa: F401  (registers the handlers)
 
     return QUANTIZERS.get(type(config))(config, source_dir, out_dir, context)

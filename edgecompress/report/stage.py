@@ -10,7 +10,105 @@ from edgecompress.benchmark.machine import machine_line
 from edgecompress.export.artifact import add_metrics
 from edgecompress.report import plots
 from edgecompress.report.config import ReportConfig
-from edgecompress.report.tables import build_rows, markdown_table, write_csv, write_json
+from edgecompress.report.tables import (
+    build_rows,
+    markdown_table,
+    mobile_table,
+    pick_best,
+    write_csv,
+    write_json,
+)
+
+_METRICS = ("accuracy", "f1_macro", "size_mb", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99")
+_EXTRA_METRICS = ("check", "flagged", "peak_rss_mb", "ort_size_mb", "ort_runs")
+
+
+def checks_section(benchmark: dict, best: dict) -> list[str]:
+    """What each quantizer checked: the int8 accuracy guard, INC -> ONNX agreement, autotune trials."""
+    md: list[str] = []
+    if best:
+        md += [
+            f"Fastest at batch 1, 1 thread: `{best['fastest']}`; smallest: `{best['smallest']}` "
+            "(both among variants within their accuracy checks, teacher excluded).",
+            "",
+        ]
+        if best["flagged"]:
+            md += [
+                "Over their accuracy budget, never picked above: "
+                + ", ".join(f"`{v}`" for v in best["flagged"])
+                + ".",
+                "",
+            ]
+    for name, res in benchmark["variants"].items():
+        guard, inc, tune = res.get("accuracy_guard"), res.get("inc_vs_onnx"), res.get("autotune")
+        if not (guard or inc or tune):
+            continue
+        md += [f"### {name}", ""]
+        if guard:
+            verdict = "within" if guard["within_tolerance"] else "**over**"
+            md.append(
+                f"- Accuracy guard: validation accuracy {guard['validation_accuracy']:.4f} vs fp32 "
+                f"{guard['fp32_validation_accuracy']:.4f} ({guard['drop_pts']:+.2f} pts lost, {verdict} the "
+                f"{guard['max_accuracy_drop']:g}-point budget); kept in float: "
+                f"{', '.join(guard['excluded_groups']) or 'nothing'} ({len(guard['excluded_nodes'])} nodes)."
+            )
+            if guard["sensitivity"]:
+                ranked = sorted(guard["sensitivity"].items(), key=lambda kv: kv[1])
+                md.append(
+                    "- Measured sensitivity (logit MSE vs fp32 with the group kept in float; lower = that group "
+                    "matters more): " + ", ".join(f"{g} {v:.3g}" for g, v in ranked) + "."
+                )
+        if inc:
+            md.append(
+                f"- INC PyTorch model vs this ONNX artifact on {inc['samples']} validation examples: argmax "
+                f"agreement {inc['argmax_agreement']:.4f}, max |delta logit| {inc['max_abs_logit_diff']:.2e}."
+            )
+        if tune:
+            md += [
+                f"- INC autotune (tolerable relative loss {tune['tolerable_loss']:g}, fp32 validation accuracy "
+                f"{tune['baseline_accuracy']:.4f}): trial {tune['chosen']} chosen"
+                f"{'' if tune['met_goal'] else ' (no trial met the goal: best kept)'}.",
+                "",
+                "| trial | algorithm | group size | kept in float | validation accuracy | relative loss | meets goal |",
+                "|---|---|---|---|---|---|---|",
+                *[
+                    f"| {t['trial']}{' (chosen)' if t['trial'] == tune['chosen'] else ''} | {t['algorithm']} | "
+                    f"{t['group_size']} | {' '.join(t['keep_fp32']) or '-'} | {t['accuracy']:.4f} | "
+                    f"{t['relative_loss']:+.4f} | {'yes' if t['meets_goal'] else 'no'} |"
+                    for t in tune["trials"]
+                ],
+            ]
+        md.append("")
+    return md
+
+
+def _optional_sections(benchmark: dict, rows: list[dict], baseline: str) -> list[str]:
+    md: list[str] = []
+    checks = checks_section(benchmark, pick_best(rows, baseline))
+    if checks:
+        md += ["## Accuracy checks", "", *checks]
+    mobile = mobile_table(rows)
+    if mobile:
+        profile = benchmark.get("mobile") or {}
+        md += [
+            "## Mobile-class profile",
+            "",
+            "ONNX Runtime on CPU, 1 thread, batch 1"
+            + (
+                f", a short ({profile['short_length']} tokens) and a typical ({profile['typical_length']} tokens, "
+                "the median validation length) input"
+                if profile
+                else ""
+            )
+            + ". Peak RSS: a fresh process that loads the model and runs one typical input; 'of which model' "
+            "is the rise over the process after importing onnxruntime. `.ort`: ONNX Runtime's mobile format, "
+            "converted and checked with ONNX Runtime's own tools; its peak RSS is for one input of "
+            "data.max_length tokens.",
+            "",
+            mobile,
+            "",
+        ]
+    return md
 
 
 def pruning_section(prune_dir: Path) -> list[str]:
@@ -50,23 +148,15 @@ def run(
     recipe: dict,
     stages: list[dict],
     prune_dir: Path | None = None,
+    mobile: dict[str, dict] | None = None,
 ) -> dict:
+    """``mobile`` maps the variants converted to .ort to their mobile stage records."""
     benchmark = json.loads((benchmark_dir / "benchmark.json").read_text())
-    rows = build_rows(benchmark, baseline)
+    rows = build_rows(benchmark, baseline, mobile)
     for row in rows:  # record the figures in each deployable artifact too
         add_metrics(
             Path(row["artifact"]),
-            {
-                k: row[k]
-                for k in (
-                    "accuracy",
-                    "f1_macro",
-                    "size_mb",
-                    "latency_ms_p50",
-                    "latency_ms_p90",
-                    "latency_ms_p99",
-                )
-            },
+            {k: row[k] for k in _METRICS + _EXTRA_METRICS if k in row},
         )
     table = markdown_table(rows, baseline)
     machine = benchmark["machine"]
@@ -97,6 +187,8 @@ def run(
         *[f"![{p}]({p})" for p in pictures],
         "",
         *prune_lines,
+        *_optional_sections(benchmark, rows, baseline),
+        "",
         "## Stages",
         "",
         "| stage | this run | seconds (when it ran) |",
@@ -113,6 +205,8 @@ def run(
         "rows": rows,
         "latency": benchmark["latency"],
         "stages": stages,
+        "best": pick_best(rows, baseline),
+        "mobile": {"profile": benchmark.get("mobile"), "ort": mobile or {}},
     }
     write_json(report, run_dir / "report.json")
     return {"rows": rows, "table": table}

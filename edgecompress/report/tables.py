@@ -13,8 +13,61 @@ def _latency_key(row: dict) -> str:
     return f"b{row['batch_size']}_t{row['threads']}"
 
 
-def build_rows(benchmark: dict, baseline: str) -> list[dict]:
-    """Rows for every variant with ratios against ``baseline`` (the teacher fp32)."""
+def _checks(res: dict) -> dict:
+    """The quantizers' own checks as flat columns; ``flagged`` = over its accuracy budget."""
+    out: dict = {}
+    guard = res.get("accuracy_guard")
+    if guard:
+        out["guard_drop_pts"] = guard["drop_pts"]
+        out["guard_max_drop_pts"] = guard["max_accuracy_drop"]
+        out["guard_excluded_groups"] = " ".join(guard["excluded_groups"])
+        out["guard_excluded_nodes"] = len(guard["excluded_nodes"])
+    inc = res.get("inc_vs_onnx")
+    if inc:
+        out["inc_onnx_agreement"] = inc["argmax_agreement"]
+        out["inc_onnx_max_abs_logit_diff"] = inc["max_abs_logit_diff"]
+    tune = res.get("autotune")
+    if tune:
+        out["autotune_trials"] = len(tune["trials"])
+        out["autotune_chosen"] = tune["chosen"]
+    over_budget = guard is not None and not guard["within_tolerance"]
+    missed_goal = tune is not None and not tune["met_goal"]
+    out["flagged"] = over_budget or missed_goal
+    if over_budget:
+        out["check"] = f"over tolerance ({guard['drop_pts']:.2f} > {guard['max_accuracy_drop']:g} pts)"
+    elif missed_goal:
+        out["check"] = "autotune goal missed"
+    elif guard or inc or tune:
+        out["check"] = "ok"
+    return out
+
+
+def _mobile(name: str, benchmark: dict, ort: dict | None) -> dict:
+    out: dict = {}
+    profile = benchmark.get("mobile")
+    if profile:
+        for lat in profile["latency"]:
+            if lat["variant"] == name:
+                out[f"mobile_p50_ms_L{lat['sequence_length']}"] = lat["p50_ms"]
+        memory = profile["memory"].get(name)
+        if memory:
+            out["peak_rss_mb"] = memory["peak_mb"]
+            out["model_rss_mb"] = memory["model_mb"]
+    if ort:
+        out["ort_size_mb"] = ort["ort_size_mb"]
+        out["ort_runs"] = ort["loads_and_runs"] and ort["vs_onnx"]["argmax_agreement"] == 1.0
+        out["ort_peak_rss_mb"] = ort["peak_rss"]["peak_mb"]
+        out["mobile_eps"] = ", ".join(
+            f"{ep}: {v.get('as_is', '?')}" for ep, v in ort["usability"]["execution_providers"].items()
+        )
+    return out
+
+
+def build_rows(benchmark: dict, baseline: str, mobile: dict[str, dict] | None = None) -> list[dict]:
+    """Rows for every variant with ratios against ``baseline`` (the teacher fp32).
+
+    ``mobile`` maps variants converted to .ort to their mobile stage records.
+    """
     by_variant: dict[str, dict] = {}
     for lat in benchmark["latency"]:
         by_variant.setdefault(lat["variant"], {})[_latency_key(lat)] = lat
@@ -39,6 +92,8 @@ def build_rows(benchmark: dict, baseline: str) -> list[dict]:
             if key != head:
                 row[f"latency_ms_p50_{key}"] = value["p50_ms"]
             row[f"throughput_per_s_{key}"] = value["throughput_per_s"]
+        row.update(_checks(res))
+        row.update(_mobile(name, benchmark, (mobile or {}).get(name)))
         rows.append(row)
     base = next((r for r in rows if r["variant"] == baseline), rows[0])
     for row in rows:
@@ -61,6 +116,8 @@ def markdown_table(rows: list[dict], baseline: str) -> str:
         ("latency_ms_p90", "p90 ms", "{:.2f}"),
         ("x_faster", "x faster", "{:.1f}"),
     ]
+    if any("check" in r for r in rows):
+        cols.append(("check", "accuracy check", "{}"))
     extra = sorted({k for r in rows for k in r if k.startswith("latency_ms_p50_b")})
     cols += [
         (
@@ -86,6 +143,49 @@ def markdown_table(rows: list[dict], baseline: str) -> str:
     lines.append(
         f"Ratios and Δacc are against `{baseline}`. Latency: ONNX Runtime on CPU, median of timed runs."
     )
+    return "\n".join(lines)
+
+
+def pick_best(rows: list[dict], baseline: str) -> dict:
+    """Fastest (batch 1, 1 thread) and smallest variants, never one flagged as over its accuracy budget."""
+    candidates = [r for r in rows if r["variant"] != baseline and not r.get("flagged")]
+    if not candidates:
+        return {}
+    return {
+        "fastest": min(candidates, key=lambda r: r["latency_ms_p50"])["variant"],
+        "smallest": min(candidates, key=lambda r: r["size_mb"])["variant"],
+        "flagged": [r["variant"] for r in rows if r.get("flagged")],
+    }
+
+
+def mobile_table(rows: list[dict]) -> str:
+    """The mobile-class profile: batch 1, 1 thread per length; peak RSS; the .ort file where converted."""
+    lengths = sorted(
+        {int(k.removeprefix("mobile_p50_ms_L")) for r in rows for k in r if k.startswith("mobile_p50_ms_L")}
+    )
+    has_ort = any("ort_size_mb" in r for r in rows)
+    if not lengths and not has_ort:
+        return ""
+    head = ["variant", *[f"p50 ms, {n} tokens" for n in lengths], "peak RSS MB", "of which model MB"]
+    if has_ort:
+        head += [".ort MB", ".ort loads and runs", ".ort peak RSS MB", "NNAPI / CoreML (usability checker)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+
+    def cell(v, fmt="{:.2f}"):
+        return "" if v is None else fmt.format(v)
+
+    for r in rows:
+        cells = [r["variant"], *[cell(r.get(f"mobile_p50_ms_L{n}")) for n in lengths]]
+        cells += [cell(r.get("peak_rss_mb"), "{:.1f}"), cell(r.get("model_rss_mb"), "{:.1f}")]
+        if has_ort:
+            runs = r.get("ort_runs")
+            cells += [
+                cell(r.get("ort_size_mb"), "{:.1f}"),
+                "" if runs is None else ("yes" if runs else "NO"),
+                cell(r.get("ort_peak_rss_mb"), "{:.1f}"),
+                r.get("mobile_eps", ""),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -46,6 +46,46 @@ class EncodedSplit(Dataset):
         return batch
 
 
+class PairedSplit(Dataset):
+    """One split tokenised twice, when student and teacher tokenizers differ (e.g. a trimmed vocabulary).
+
+    Batches carry the student's inputs, ``teacher_inputs`` and ``aligned``: True where both token sequences
+    are the same tokens (student ids mapped to teacher ids through their strings), so position-wise losses
+    (attention maps, hidden states) are only taken where positions mean the same thing.
+    """
+
+    def __init__(self, student: EncodedSplit, teacher: EncodedSplit, student_to_teacher: dict[int, int]):
+        self.student, self.teacher = student, teacher
+        self.aligned = [
+            len(s) == len(t) and all(student_to_teacher.get(i) == j for i, j in zip(s, t, strict=True))
+            for s, t in zip(student.columns["input_ids"], teacher.columns["input_ids"], strict=True)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.student)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"student": self.student[i], "teacher": self.teacher[i], "aligned": self.aligned[i]}
+
+    @property
+    def lengths(self) -> list[int]:
+        return self.student.lengths
+
+    def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        batch = self.student.collate([it["student"] for it in items])
+        teacher = self.teacher.collate([it["teacher"] for it in items])
+        teacher.pop("labels")
+        batch["teacher_inputs"] = teacher
+        batch["aligned"] = torch.tensor([it["aligned"] for it in items])
+        return batch
+
+
+def token_id_map(student_tokenizer, teacher_tokenizer) -> dict[int, int]:
+    """Student id -> teacher id for the tokens both vocabularies share."""
+    teacher_vocab = teacher_tokenizer.get_vocab()
+    return {i: teacher_vocab[t] for t, i in student_tokenizer.get_vocab().items() if t in teacher_vocab}
+
+
 class LengthGroupedBatches(Sampler[list[int]]):
     """Shuffled batches of similar length: shuffle, sort inside mega-batches, shuffle the batches.
 
@@ -83,7 +123,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
         yield from batches
 
 
-def make_loader(split: EncodedSplit, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+def make_loader(split: EncodedSplit | PairedSplit, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
     return DataLoader(
         split,
         batch_sampler=LengthGroupedBatches(split.lengths, batch_size, shuffle, seed),

@@ -1,0 +1,146 @@
+"""Mobile stage: one variant in, its ``.ort`` file out, with ONNX Runtime's usability verdict and a run check.
+
+Conversion and checking use ONNX Runtime's own tools (``onnxruntime.tools.convert_onnx_models_to_ort`` in
+a child process, as its CLI; ``mobile_helpers.usability_checker`` as a library, its log captured).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edgecompress.data.examples import PreparedData
+from edgecompress.errors import StageError
+from edgecompress.export.artifact import MANIFEST
+from edgecompress.mobile.config import MobileConfig
+
+STAGE_VERSION = 1
+_VERDICT = re.compile(
+    r"Model should perform well with (.+?) (as is|if modified to have fixed input shapes): (\w+)"
+)
+
+
+def convert_to_ort(onnx_path: Path, out_dir: Path, cfg: MobileConfig) -> Path:
+    """``out_dir/model.ort`` (and ONNX Runtime's required_operators.config for a reduced build)."""
+    env = {**os.environ, "ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL": cfg.optimization_level}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "onnxruntime.tools.convert_onnx_models_to_ort",
+            "--optimization_style",
+            "Fixed",
+            "--target_platform",
+            cfg.target_platform,
+            "--output_dir",
+            str(out_dir),
+            str(onnx_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    produced = sorted(out_dir.glob("*.ort"))
+    if proc.returncode != 0 or len(produced) != 1:
+        lines = (proc.stderr + proc.stdout).strip().splitlines() or ["no output"]
+        raise StageError(
+            f"ONNX Runtime could not convert the model to .ort: {lines[-1]}", where=str(onnx_path)
+        )
+    target = out_dir / "model.ort"
+    if produced[0] != target:
+        produced[0].rename(target)
+    for config in list(out_dir.glob("*.config")):
+        config.rename(out_dir / "required_operators.config")
+    return target
+
+
+def required_operators(config: Path) -> dict[str, list[str]]:
+    """Operators a reduced ONNX Runtime build needs, by domain (from the converter's config file)."""
+    ops: dict[str, set[str]] = {}
+    for line in config.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            domain, _, names = line.split(";", 2)
+            ops.setdefault(domain, set()).update(names.split(","))
+    return {domain: sorted(names) for domain, names in sorted(ops.items())}
+
+
+def usability(onnx_path: Path) -> dict:
+    """ONNX Runtime's mobile usability checker: per NNAPI / CoreML, YES, NO or MAYBE; CPU EP otherwise."""
+    from onnxruntime.tools.mobile_helpers import usability_checker
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("edgecompress.mobile_usability")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = Collect()
+    logger.addHandler(handler)
+    try:
+        try_eps = usability_checker.analyze_model(onnx_path, skip_optimize=False, logger=logger)
+    finally:
+        logger.removeHandler(handler)
+    verdicts: dict[str, dict] = {}
+    for line in lines:
+        match = _VERDICT.search(line)
+        if match:
+            ep, when, verdict = match.groups()
+            key = "as_is" if when == "as is" else "with_fixed_shapes"
+            verdicts.setdefault(ep, {})[key] = verdict
+    return {
+        "execution_providers": verdicts,
+        "try_nnapi_or_coreml": bool(try_eps),
+        "recommendation": "compare NNAPI/CoreML with the CPU EP" if try_eps else "CPU EP",
+    }
+
+
+def run(cfg: MobileConfig, variant_dir: Path, out_dir: Path, data: PreparedData, max_length: int) -> dict:
+    from transformers import AutoTokenizer
+
+    from edgecompress.benchmark.latency import fixed_length_inputs
+    from edgecompress.benchmark.memory import peak_rss
+    from edgecompress.export.artifact import onnx_size_mb
+    from edgecompress.export.onnx import compare_logits, ort_feed, ort_logits, ort_session
+
+    onnx_path = variant_dir / "model.onnx"
+    ort_path = convert_to_ort(onnx_path, out_dir, cfg)
+    for path in variant_dir.iterdir():  # tokenizer and config: the folder is deployable as it is
+        if path.is_file() and path.suffix != ".onnx" and path.name not in (MANIFEST, "stage.json"):
+            shutil.copy2(path, out_dir / path.name)
+    tokenizer = AutoTokenizer.from_pretrained(variant_dir)
+    texts, pairs = data.texts("validation", cfg.check_samples)
+    session = ort_session(ort_path)
+    runs = compare_logits(
+        ort_logits(ort_session(onnx_path), tokenizer, texts, max_length, pairs=pairs),
+        ort_logits(session, tokenizer, texts, max_length, pairs=pairs),
+    )
+    feed = ort_feed(session, fixed_length_inputs(tokenizer, texts, 1, max_length, pairs))
+    record = {
+        "variant": variant_dir.name,
+        "ort_file": str(ort_path),
+        "ort_size_mb": round(ort_path.stat().st_size / 1e6, 3),
+        "onnx_size_mb": round(onnx_size_mb(variant_dir), 3),
+        "target_platform": cfg.target_platform,
+        "optimization_level": cfg.optimization_level,
+        "required_operators": required_operators(out_dir / "required_operators.config"),
+        "loads_and_runs": True,
+        "vs_onnx": runs,
+        "peak_rss": {
+            **peak_rss(ort_path, {k: np.asarray(v) for k, v in feed.items()}),
+            "tokens": max_length,
+        },
+        "usability": usability(onnx_path),
+    }
+    (out_dir / "mobile.json").write_text(json.dumps(record, indent=2))
+    return record

@@ -1,0 +1,156 @@
+"""The int8 accuracy guard: a model made sensitive on purpose loses accuracy under int8, the fallback finds
+(by measuring) that the embeddings are to blame, keeps them in float and records it; without fallback steps
+the variant stays over budget and the report marks it and never picks it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tiny_bert
+
+from edgecompress.data.config import DataConfig
+from edgecompress.data.stage import prepare
+from edgecompress.export import stage as export_stage
+from edgecompress.export.config import ExportConfig
+from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
+from edgecompress.quantize import QuantContext, quantize
+from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig
+from edgecompress.quantize.guard import node_groups
+from edgecompress.report.tables import build_rows, markdown_table, pick_best
+
+
+def _train(model, tokenizer, data, steps: int = 80) -> None:
+    """A few steps on the synthetic sentiment task: enough for near-perfect accuracy.
+
+    One thread: tiny steps on two threads crawl when another process holds the cores.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    texts, _ = data.texts("train")
+    labels = torch.tensor(data.label_ids("train"))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(texts), (32,), generator=gen)
+        enc = tokenizer([texts[i] for i in idx], padding=True, return_tensors="pt")
+        loss = model(**enc, labels=labels[idx]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sensitive(tiny_csv, tmp_path_factory):
+    """A trained tiny classifier whose embedding table holds one huge row for a token no input uses:
+    the fp32 model never sees it, but int8's per-tensor scale for the table rounds every other row to 0."""
+    teacher = tmp_path_factory.mktemp("guard_teacher")
+    make_tiny_bert(teacher, layers=2, hidden=32, heads=4, intermediate=64)
+    data = prepare(DataConfig(source="csv", path=str(tiny_csv), max_length=16), 0)
+    src = resolve(str(teacher), "teacher.model")
+    model, _ = load_classifier(src, data.labels)
+    tokenizer = load_tokenizer(src)
+    _train(model, tokenizer, data)
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[tokenizer.mask_token_id] = 500.0
+    root = tmp_path_factory.mktemp("guard")
+    model.save_pretrained(root / "pt")
+    tokenizer.save_pretrained(root / "pt")
+    export_stage.run(ExportConfig(parity_samples=8), root / "pt", data, root / "fp32", "m-fp32", {}, 16)
+    return data, root
+
+
+def test_node_groups_follow_the_module_tree(sensitive):
+    _, root = sensitive
+    groups = node_groups(root / "fp32" / "model.onnx", ["MatMul", "Gather", "Gemm", "Unsqueeze"])
+    assert set(groups) == {"embeddings", "layer.0", "layer.1", "pooler", "classifier", "other"}
+    assert all(n.count("/") == 2 for n in groups["other"])  # e.g. /bert/Unsqueeze
+    assert all("/layer.1/" in n for n in groups["layer.1"])
+    assert any("word_embeddings" in n for n in groups["embeddings"])
+
+
+def test_fallback_keeps_the_measured_culprit_in_float(sensitive, tmp_path):
+    data, root = sensitive
+    cfg = Int8DynamicConfig(max_accuracy_drop=2.0, max_fallback_steps=2)
+    info = quantize(cfg, root / "fp32", tmp_path / "q", QuantContext(data, 16, 0, tmp_path / "scratch"))
+    guard = info["accuracy_guard"]
+    assert guard["fp32_validation_accuracy"] > 0.9, "the fixture model should have learned the task"
+    assert 100 * (guard["fp32_validation_accuracy"] - guard["first_validation_accuracy"]) > 10
+    # measured, not assumed: keeping the embeddings in float brings the logits back the most
+    assert min(guard["sensitivity"], key=guard["sensitivity"].get) == "embeddings"
+    assert guard["excluded_groups"][0] == "embeddings" and guard["within_tolerance"]
+    assert any("word_embeddings" in n for n in guard["excluded_nodes"])
+    assert guard["drop_pts"] <= 2.0 and guard["steps"][0]["excluded_groups"] == ["embeddings"]
+    # the shipped file is the one with the float embeddings
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "q" / "model.onnx")).graph
+    word = next(n for n in graph.node if "word_embeddings" in n.name)
+    assert word.op_type == "Gather"
+    from transformers import AutoTokenizer
+
+    from edgecompress.export.onnx import ort_logits, ort_session
+
+    texts, _ = data.texts("validation")
+    logits = ort_logits(
+        ort_session(tmp_path / "q" / "model.onnx"), AutoTokenizer.from_pretrained(root / "fp32"), texts, 16
+    )
+    assert np.mean(logits.argmax(-1) == np.asarray(data.label_ids("validation"))) == pytest.approx(
+        guard["validation_accuracy"]
+    )
+    assert not list((tmp_path / "scratch").glob("fallback-s[0-9]*")), "sensitivity trials are cleaned up"
+
+
+def test_static_variant_without_fallback_stays_flagged(sensitive, tmp_path):
+    data, root = sensitive
+    cfg = Int8StaticConfig(calibration_samples=16, max_accuracy_drop=2.0, max_fallback_steps=0)
+    info = quantize(cfg, root / "fp32", tmp_path / "q", QuantContext(data, 16, 0, tmp_path / "scratch"))
+    guard = info["accuracy_guard"]
+    assert not guard["within_tolerance"] and guard["excluded_groups"] == [] and guard["steps"] == []
+    # the report marks it and never picks it as best
+    bench = _bench({"m-fp32": {}, "m-int8": {"accuracy_guard": guard}, "m-int8-ok": {}})
+    rows = build_rows(bench, "m-fp32")
+    flagged = {r["variant"]: r.get("flagged") for r in rows}
+    assert flagged == {"m-fp32": False, "m-int8": True, "m-int8-ok": False}
+    assert "over tolerance" in markdown_table(rows, "m-fp32")
+    best = pick_best(rows, "m-fp32")
+    assert best["fastest"] == best["smallest"] == "m-int8-ok" and best["flagged"] == ["m-int8"]
+
+
+def test_no_guard_means_no_extra_work(sensitive, tmp_path):
+    data, root = sensitive
+    info = quantize(
+        Int8DynamicConfig(), root / "fp32", tmp_path / "q", QuantContext(data, 16, 0, tmp_path / "s")
+    )
+    assert "accuracy_guard" not in info
+
+
+def _bench(variants: dict[str, dict]) -> dict:
+    """A benchmark record where the flagged variant would otherwise be fastest and smallest."""
+    out = {"variants": {}, "latency": []}
+    for i, (name, extra) in enumerate(variants.items()):
+        out["variants"][name] = {
+            "artifact": name,
+            "precision": "int8",
+            "size_mb": 10.0 - 3 * i if name != "m-int8" else 1.0,
+            "params": 100,
+            "accuracy": 0.9,
+            "f1_macro": 0.9,
+            **extra,
+        }
+        ms = 10.0 - i if name != "m-int8" else 1.0
+        out["latency"].append(
+            {
+                "variant": name,
+                "batch_size": 1,
+                "threads": 1,
+                "p50_ms": ms,
+                "p90_ms": ms,
+                "p99_ms": ms,
+                "throughput_per_s": 1,
+            }
+        )
+    return out

@@ -1,0 +1,124 @@
+"""The mobile-class target: .ort conversion with ONNX Runtime's tools, its usability check, the mobile
+benchmark profile (batch 1, 1 thread, short and typical lengths) and peak memory in a fresh process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import make_tiny_bert
+
+from edgecompress.benchmark.config import MobileProfile
+from edgecompress.benchmark.memory import peak_rss
+from edgecompress.benchmark.stage import mobile_profile
+from edgecompress.data.config import DataConfig
+from edgecompress.data.stage import prepare
+from edgecompress.errors import RecipeError
+from edgecompress.export import stage as export_stage
+from edgecompress.export.config import ExportConfig
+from edgecompress.mobile import stage as mobile_stage
+from edgecompress.mobile.config import MobileConfig
+from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
+from edgecompress.quantize import QuantContext, quantize
+from edgecompress.quantize.config import WeightOnlyConfig
+from edgecompress.recipe import recipe_from_dict
+from edgecompress.report.tables import build_rows, mobile_table
+
+
+@pytest.fixture(scope="module")
+def variants(tiny_csv, tmp_path_factory):
+    """An fp32 variant and its 4-bit weight-only variant (MatMulNBits + GatherBlockQuantized)."""
+    teacher = tmp_path_factory.mktemp("mobile_teacher")
+    make_tiny_bert(teacher, layers=2, hidden=32, heads=4, intermediate=64)
+    data = prepare(DataConfig(source="csv", path=str(tiny_csv), max_length=16), 0)
+    src = resolve(str(teacher), "teacher.model")
+    model, _ = load_classifier(src, data.labels)
+    root = tmp_path_factory.mktemp("mobile")
+    model.save_pretrained(root / "pt")
+    load_tokenizer(src).save_pretrained(root / "pt")
+    export_stage.run(ExportConfig(parity_samples=8), root / "pt", data, root / "m-fp32", "m-fp32", {}, 16)
+    ctx = QuantContext(data, 16, 0, root / "scratch")
+    quantize(WeightOnlyConfig(group_size=16), root / "m-fp32", root / "m-int4", ctx)
+    return data, {"m-fp32": root / "m-fp32", "m-int4": root / "m-int4"}
+
+
+def test_ort_conversion_loads_runs_and_is_checked(variants, tmp_path):
+    data, folders = variants
+    out = tmp_path / "ort"
+    out.mkdir()
+    record = mobile_stage.run(
+        MobileConfig(variants=["m-int4"], check_samples=16), folders["m-int4"], out, data, 16
+    )
+    assert (out / "model.ort").is_file() and (out / "tokenizer.json").is_file()
+    assert json.loads((out / "mobile.json").read_text()) == record
+    assert record["loads_and_runs"] and record["vs_onnx"]["argmax_agreement"] == 1.0
+    assert record["vs_onnx"]["max_abs_logit_diff"] < 1e-4
+    assert {"MatMulNBits", "GatherBlockQuantized"} <= set(record["required_operators"]["com.microsoft"])
+    eps = record["usability"]["execution_providers"]
+    assert set(eps) == {"NNAPI", "CoreML NeuralNetwork", "CoreML MLProgram"}
+    assert all(v["as_is"] in ("YES", "NO", "MAYBE") for v in eps.values())
+    assert record["peak_rss"]["peak_mb"] > record["peak_rss"]["baseline_mb"] > 0
+
+
+def test_ort_conversion_failure_is_a_stage_error(tmp_path):
+    from edgecompress.errors import StageError
+
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not a model")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(StageError, match="could not convert the model to .ort"):
+        mobile_stage.convert_to_ort(bad, tmp_path / "out", MobileConfig())
+
+
+def test_peak_memory_is_measured_in_a_fresh_process(variants):
+    import numpy as np
+
+    _, folders = variants
+    ones = np.ones((1, 8), np.int64)
+    feed = {"input_ids": ones, "attention_mask": ones, "token_type_ids": 0 * ones, "unused": np.ones(1)}
+    mem = peak_rss(folders["m-fp32"] / "model.onnx", feed)
+    assert mem["peak_mb"] >= mem["baseline_mb"] > 10 and mem["model_mb"] >= 0
+
+
+def test_mobile_profile_rows_and_report(variants):
+    from transformers import AutoTokenizer
+
+    data, folders = variants
+    tokenizers = {n: AutoTokenizer.from_pretrained(f) for n, f in folders.items()}
+    profile = mobile_profile(
+        MobileProfile(short_length=4, runs=3, warmup=1), folders, tokenizers, data, 16, print
+    )
+    assert profile["short_length"] == 4 and 4 < profile["typical_length"] <= 16
+    lengths = {
+        (r["variant"], r["sequence_length"], r["batch_size"], r["threads"]) for r in profile["latency"]
+    }
+    assert lengths == {(v, n, 1, 1) for v in folders for n in (4, profile["typical_length"])}
+    assert set(profile["memory"]) == set(folders)
+    bench = {
+        "variants": {
+            n: {"artifact": n, "size_mb": 1.0, "params": 1, "accuracy": 0.5, "f1_macro": 0.5} for n in folders
+        },
+        "latency": [
+            {**r, "p90_ms": 1, "p99_ms": 1, "throughput_per_s": 1}
+            for r in profile["latency"]
+            if r["sequence_length"] == 4
+        ],
+        "mobile": profile,
+    }
+    rows = build_rows(bench, "m-fp32")
+    assert all(f"mobile_p50_ms_L{profile['typical_length']}" in r and r["peak_rss_mb"] > 0 for r in rows)
+    table = mobile_table(rows)
+    assert "p50 ms, 4 tokens" in table and "peak RSS MB" in table and table.count("\n") == 3
+
+
+def test_mobile_variants_must_exist():
+    recipe = recipe_from_dict(
+        {
+            "name": "x",
+            "quantization": {"variants": [{"method": "weight_only", "name": "int4"}]},
+            "mobile": {"variants": ["student-int4", "student-fp32"]},
+        }
+    )
+    assert recipe.mobile.variants == ["student-int4", "student-fp32"]
+    with pytest.raises(RecipeError, match="mobile.variants.0: no variant 'student-int3'"):
+        recipe_from_dict({"name": "x", "mobile": {"variants": ["student-int3"]}}, source="r.yaml")
