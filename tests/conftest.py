@@ -34,7 +34,8 @@ FILLER = [
     "scenes",
     "ending",
 ]
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# as in BERT's vocabulary, unused slots sit between [PAD] and the other special tokens, so trimming moves them
+SPECIALS = ["[PAD]", "[unused0]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 UNUSED = ["zebra", "quantum", "opera", "galaxy", "violin", "tundra"]  # in the vocabulary, never in the data
 
 

@@ -185,3 +185,45 @@ def test_attention_transfer_sees_maps_without_dropout(tiny_setup):
     clean, _ = build_student(teacher, StudentConfig(num_layers=1, init_layers=[0]), data.labels)
     assert disable_attention_dropout(clean) == 1
     assert layer0_loss(clean) < 1e-3
+
+
+def test_paired_split_marks_examples_tokenised_alike(tiny_teacher):
+    """After vocabulary trimming, the teacher reads its own tokens; only identical sequences are aligned."""
+    from transformers import AutoTokenizer
+
+    from edgecompress.data.examples import Example
+    from edgecompress.prune.vocab import trim_vocabulary
+    from edgecompress.training.batching import PairedSplit, token_id_map
+
+    teacher_tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    vocab = teacher_tok.get_vocab()
+    keep = sorted(i for t, i in vocab.items() if t != "boring")  # "boring" must now be spelled out
+    student, _ = load_classifier(resolve(str(tiny_teacher), "t"), ["negative", "positive"])
+    student_tok = trim_vocabulary(student, teacher_tok, keep)
+    examples = [Example("the movie was great", "positive"), Example("a boring plot", "negative")]
+    s = EncodedSplit(student_tok, examples, [1, 0], 16)
+    t = EncodedSplit(teacher_tok, examples, [1, 0], 16)
+    paired = PairedSplit(s, t, token_id_map(student_tok, teacher_tok))
+    assert paired.aligned == [True, False]
+    batch = paired.collate([paired[0], paired[1]])
+    assert batch["teacher_inputs"]["input_ids"].shape[1] < batch["input_ids"].shape[1]
+    assert batch["aligned"].tolist() == [True, False]
+
+
+def test_position_losses_use_only_aligned_examples():
+    from types import SimpleNamespace
+
+    cfg = DistillConfig(weights=LossWeights(ce=0, kd=0, attention=1, hidden=1))
+    loss = DistillationLoss(cfg, [0], 4, 4)
+    t_att, s_att = _att(b=2, h=2, n=5, seed=1), _att(b=2, h=2, n=6, seed=1)[..., :6, :6].clone()
+    s_att[0, :, :5, :5] = t_att[0]  # example 0: same maps on the common width
+    s_att[0, :, :5, 5] = 0
+    hid_t, hid_s = torch.randn(2, 5, 4), torch.randn(2, 6, 4)
+    hid_s[0, :5] = hid_t[0]
+    teacher = SimpleNamespace(attentions=[t_att], hidden_states=[hid_t, hid_t])
+    student = SimpleNamespace(attentions=[s_att], hidden_states=[hid_s, hid_s])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])
+    _, parts = loss(student, teacher, torch.tensor([0, 1]), mask, aligned=torch.tensor([True, False]))
+    assert parts["att"] < 1e-6 and parts["hid"] < 1e-9  # example 1 (unaligned) does not count
+    _, parts = loss(student, teacher, torch.tensor([0, 1]), mask, aligned=torch.tensor([True, True]))
+    assert parts["att"] > 1e-3 and parts["hid"] > 1e-3

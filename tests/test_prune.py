@@ -251,6 +251,7 @@ def test_vocab_trimming_keeps_tokenisation_and_logits(model, tiny_teacher):
     assert len(new_tok.get_vocab()) == len(keep) < len(tok.get_vocab())
     after = new_tok(texts, padding=True, return_tensors="pt")
     remap = {old: new for new, old in enumerate(keep)}
+    assert new_tok.cls_token_id == remap[tok.cls_token_id] != tok.cls_token_id  # special tokens moved too
     assert after["input_ids"].tolist() == [[remap[i] for i in row] for row in before["input_ids"].tolist()]
     with torch.no_grad():
         assert torch.allclose(model(**after).logits, expected, atol=1e-6)
@@ -288,6 +289,8 @@ def test_prune_stage_in_the_pipeline(tiny_teacher, tiny_csv, tmp_path):
         len(rec["steps"]) == 2 and sum(rec["steps"][0]["heads_per_layer"]) == 6
     )  # half of the target per step
     assert rec["steps"][0]["attention_matching"] == "explicit heads"
+    # the trimmed words never occur in the data, so the teacher and the student read the same tokens
+    assert rec["steps"][0]["recovery"]["aligned_examples"] == 1.0
     assert rec["vocab"]["after"] <= rec["vocab"]["before"] - len(UNUSED)
     assert rows["pruned-fp32"]["params"] < rows["student-fp32"]["params"]
     assert rows["pruned-fp32"]["accuracy"] > 0.9

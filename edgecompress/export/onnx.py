@@ -70,9 +70,10 @@ def ort_feed(session, encoded: dict) -> dict:
     return {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items() if k in names}
 
 
-def ort_logits(
-    session, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, pairs=None
+def batched_logits(
+    run, tokenizer, texts: list[str], max_length: int, batch_size: int, pairs, tensors: str
 ) -> np.ndarray:
+    """Logits of ``run(encoded_batch)`` over ``texts`` in batches padded to their longest member."""
     out = []
     for i in range(0, len(texts), batch_size):
         enc = tokenizer(
@@ -81,10 +82,24 @@ def ort_logits(
             truncation=True,
             max_length=max_length,
             padding=True,
-            return_tensors="np",
+            return_tensors=tensors,
         )
-        out.append(session.run(None, ort_feed(session, dict(enc)))[0])
+        out.append(run(enc))
     return np.concatenate(out)
+
+
+def ort_logits(
+    session, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, pairs=None
+) -> np.ndarray:
+    return batched_logits(
+        lambda enc: session.run(None, ort_feed(session, dict(enc)))[0],
+        tokenizer,
+        texts,
+        max_length,
+        batch_size,
+        pairs,
+        "np",
+    )
 
 
 @torch.no_grad()
@@ -92,18 +107,9 @@ def torch_logits(
     model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, pairs=None
 ) -> np.ndarray:
     model.eval()
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(
-            texts[i : i + batch_size],
-            None if pairs is None else pairs[i : i + batch_size],
-            truncation=True,
-            max_length=max_length,
-            padding=True,
-            return_tensors="pt",
-        )
-        out.append(model(**enc).logits.float().numpy())
-    return np.concatenate(out)
+    return batched_logits(
+        lambda enc: model(**enc).logits.float().numpy(), tokenizer, texts, max_length, batch_size, pairs, "pt"
+    )
 
 
 def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> dict:

@@ -81,23 +81,9 @@ def select_heads(
                     where="prune.heads.threshold",
                 )
         return out
-    if cfg.scope == "global":
-        total = sum(len(s) for s in scores)
-        n = (
-            n_remove
-            if n_remove is not None
-            else (cfg.count if cfg.count is not None else round(cfg.fraction * total))
-        )
-        return _remove_lowest(scores, n, keep_one_per_layer=not cfg.allow_layer_drop)
-    out = {}
-    for i, layer in enumerate(scores):
-        n = (
-            n_remove
-            if n_remove is not None
-            else (cfg.count if cfg.count is not None else round(cfg.fraction * len(layer)))
-        )
-        out[i] = _remove_lowest([layer], min(n, len(layer)), keep_one_per_layer=not cfg.allow_layer_drop)[0]
-    return out
+    return _structured(
+        scores, cfg.count, cfg.fraction, cfg.scope, n_remove, keep_one=not cfg.allow_layer_drop
+    )
 
 
 def select_units(
@@ -106,23 +92,23 @@ def select_units(
     """Positions of intermediate units to remove per layer; every layer keeps at least one unit."""
     if not cfg.enabled:
         return {i: [] for i in range(len(scores))}
-    if cfg.scope == "global":
-        total = sum(len(s) for s in scores)
-        n = (
-            n_remove
-            if n_remove is not None
-            else (cfg.count if cfg.count is not None else round(cfg.fraction * total))
-        )
-        return _remove_lowest(scores, n, keep_one_per_layer=True)
-    out = {}
-    for i, layer in enumerate(scores):
-        n = (
-            n_remove
-            if n_remove is not None
-            else (cfg.count if cfg.count is not None else round(cfg.fraction * len(layer)))
-        )
-        out[i] = _remove_lowest([layer], n, keep_one_per_layer=True)[0]
-    return out
+    return _structured(scores, cfg.count, cfg.fraction, cfg.scope, n_remove, keep_one=True)
+
+
+def _structured(scores, count, fraction, scope, n_remove, keep_one: bool) -> dict[int, list[int]]:
+    """The lowest-scoring entries: ``count`` (or ``fraction``) over all layers, or in each layer."""
+
+    def how_many(available: int) -> int:
+        if n_remove is not None:
+            return n_remove
+        return count if count is not None else round(fraction * available)
+
+    if scope == "global":
+        return _remove_lowest(scores, how_many(sum(len(s) for s in scores)), keep_one_per_layer=keep_one)
+    return {
+        i: _remove_lowest([layer], min(how_many(len(layer)), len(layer)), keep_one_per_layer=keep_one)[0]
+        for i, layer in enumerate(scores)
+    }
 
 
 def step_target(total_to_remove: int, step: int, steps: int, removed_so_far: int) -> int:

@@ -7,6 +7,7 @@ tokenizer and the embedding rows consistently. WordPiece (BERT-style) tokenizers
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgecompress.errors import RecipeError
+from edgecompress.errors import RecipeError, StageError
 
 
 def _is_single_char(token: str) -> bool:
@@ -45,11 +46,26 @@ def trim_vocabulary(model: nn.Module, tokenizer, keep: list[int]):
             "vocabulary trimming supports WordPiece (BERT-style) tokenizers only", where="prune.vocab.enabled"
         )
     id_to_token = {i: t for t, i in tokenizer.get_vocab().items()}
+    new_id = {old: new for new, old in enumerate(keep)}
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)
         (Path(tmp) / "tokenizer.json").unlink(missing_ok=True)  # rebuilt from vocab.txt below
         (Path(tmp) / "vocab.txt").write_text("".join(id_to_token[i] + "\n" for i in keep), encoding="utf-8")
+        # special tokens are pinned to their ids in tokenizer_config.json: move them to the new ids
+        config_path = Path(tmp) / "tokenizer_config.json"
+        config = json.loads(config_path.read_text())
+        decoder = config.get("added_tokens_decoder", {})
+        config["added_tokens_decoder"] = {
+            str(new_id[int(k)]): v for k, v in decoder.items() if int(k) in new_id
+        }
+        config_path.write_text(json.dumps(config, indent=2))
         new_tokenizer = AutoTokenizer.from_pretrained(tmp)
+    for token in tokenizer.all_special_tokens:
+        old, new = tokenizer.convert_tokens_to_ids(token), new_tokenizer.convert_tokens_to_ids(token)
+        if new_id.get(old) != new:
+            raise StageError(
+                f"special token {token} maps to {new}, expected {new_id.get(old)}", where="prune.vocab"
+            )
     embeddings = model.get_input_embeddings()
     index = torch.tensor(keep, dtype=torch.long)
     new = nn.Embedding(len(keep), embeddings.embedding_dim, padding_idx=None)
