@@ -314,3 +314,12 @@ def test_impossible_target_fails_before_any_training(tiny_teacher, tiny_csv, tmp
     ):
         run_recipe(recipe, log=lambda _m: None)
     assert not (out / "teacher").exists() and not (out / "data").exists()
+
+
+def test_fractions_round_up_so_at_least_that_share_goes():
+    from edgecompress.prune.select import fraction_of
+
+    assert fraction_of(0.4, 36) == 15  # 14.4 -> 15: at least 40% removed
+    assert fraction_of(0.5, 1536) == 768 and fraction_of(0.5, 36) == 18
+    out = select_heads([np.arange(12.0)] * 3, HeadPruningConfig(mode="structured", fraction=0.4))
+    assert sum(len(v) for v in out.values()) == 15

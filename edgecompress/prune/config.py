@@ -20,7 +20,9 @@ class HeadPruningConfig(StageConfig):
         gt=0,
         description="threshold mode: importance / L2 norm of the layer's importances (as Michel et al.).",
     )
-    fraction: float | None = Field(None, gt=0, lt=1, description="structured: share of heads to remove.")
+    fraction: float | None = Field(
+        None, gt=0, lt=1, description="structured: share of heads to remove (rounded up)."
+    )
     count: int | None = Field(
         None, ge=1, description="structured: number of heads to remove (instead of fraction)."
     )
@@ -47,7 +49,9 @@ class HeadPruningConfig(StageConfig):
 class FfnPruningConfig(StageConfig):
     """Feed-forward (intermediate) units, two thirds of a layer's weights: remove the least important."""
 
-    fraction: float | None = Field(None, gt=0, lt=1, description="Share of intermediate units to remove.")
+    fraction: float | None = Field(
+        None, gt=0, lt=1, description="Share of intermediate units to remove (rounded up)."
+    )
     count: int | None = Field(
         None, ge=1, description="Number of units to remove (per layer when scope is per_layer)."
     )

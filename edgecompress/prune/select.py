@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from edgecompress.errors import RecipeError
@@ -18,7 +20,7 @@ def check_targets(cfg: PruneConfig, heads_per_layer: list[int], units_per_layer:
         )
     if h.mode == "structured":
         if h.scope == "global":
-            n = h.count if h.count is not None else round(h.fraction * total)
+            n = h.count if h.count is not None else fraction_of(h.fraction, total)
             limit = total - (0 if h.allow_layer_drop else n_layers)
             if n > limit or n >= total:
                 why = f"the student has {total} heads in {n_layers} layers"
@@ -30,7 +32,7 @@ def check_targets(cfg: PruneConfig, heads_per_layer: list[int], units_per_layer:
                 )
         else:
             for i, n_h in enumerate(heads_per_layer):
-                n = h.count if h.count is not None else round(h.fraction * n_h)
+                n = h.count if h.count is not None else fraction_of(h.fraction, n_h)
                 if n > n_h or (n == n_h and not h.allow_layer_drop):
                     raise RecipeError(
                         f"{n} heads to remove from layer {i}, which has {n_h}"
@@ -46,6 +48,11 @@ def check_targets(cfg: PruneConfig, heads_per_layer: list[int], units_per_layer:
                 f"{f.count} units to remove {scope}, but at most {limit} can go (each layer keeps at least one)",
                 where="prune.ffn.count",
             )
+
+
+def fraction_of(fraction: float, n: int) -> int:
+    """How many to remove for a ``fraction`` of ``n``: rounded up, so at least that share goes."""
+    return math.ceil(fraction * n - 1e-9)
 
 
 def _remove_lowest(scores: list[np.ndarray], n: int, keep_one_per_layer: bool) -> dict[int, list[int]]:
@@ -101,7 +108,7 @@ def _structured(scores, count, fraction, scope, n_remove, keep_one: bool) -> dic
     def how_many(available: int) -> int:
         if n_remove is not None:
             return n_remove
-        return count if count is not None else round(fraction * available)
+        return count if count is not None else fraction_of(fraction, available)
 
     if scope == "global":
         return _remove_lowest(scores, how_many(sum(len(s) for s in scores)), keep_one_per_layer=keep_one)

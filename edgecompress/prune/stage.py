@@ -14,7 +14,7 @@ from edgecompress.modeling.student import evenly_spread
 from edgecompress.prune import surgery
 from edgecompress.prune.config import PruneConfig
 from edgecompress.prune.importance import importance
-from edgecompress.prune.select import check_targets, select_heads, select_units, step_target
+from edgecompress.prune.select import check_targets, fraction_of, select_heads, select_units, step_target
 from edgecompress.prune.vocab import kept_token_ids, trim_vocabulary
 from edgecompress.training.batching import EncodedSplit, make_loader
 
@@ -34,14 +34,14 @@ def _targets(cfg: PruneConfig, heads0: list[int], units0: list[int]) -> tuple[in
         heads = (
             h.count
             if h.count is not None
-            else round(h.fraction * (sum(heads0) if h.scope == "global" else heads0[0]))
+            else fraction_of(h.fraction, sum(heads0) if h.scope == "global" else heads0[0])
         )
     units = None
     if f.enabled:
         units = (
             f.count
             if f.count is not None
-            else round(f.fraction * (sum(units0) if f.scope == "global" else units0[0]))
+            else fraction_of(f.fraction, sum(units0) if f.scope == "global" else units0[0])
         )
     return heads, units
 
