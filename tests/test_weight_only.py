@@ -237,3 +237,46 @@ def test_settings_the_model_cannot_take_name_the_field(exported, tmp_path, setti
         quantize(cfg, root / "fp32", tmp_path / "x", _ctx(data, tmp_path, "quantization.variants.2"))
     assert str(err.value).startswith(f"{where}: ") and message in str(err.value)
     assert not (tmp_path / "x").exists()
+
+
+def test_autotune_records_what_inc_really_built(exported, tmp_path, monkeypatch):
+    """GPTQ trials with a layer meant to stay in float: the record says whether INC built it that way."""
+    from edgecompress.quantize import inc
+
+    real = inc.autotune
+
+    def every_trial_fails(model, trials, tolerable_loss, evaluate, **kw):  # so INC runs them all
+        return real(
+            model, trials, tolerable_loss, lambda m: evaluate(m) - 0.5 * bool(inc.quantized_layers(m)), **kw
+        )
+
+    monkeypatch.setattr(inc, "autotune", every_trial_fails)
+    data, root = exported
+    cfg = WeightOnlyConfig(
+        algorithm="autotune",
+        embeddings="fp32",
+        calibration_samples=8,
+        autotune={
+            "algorithms": ["rtn", "gptq"],
+            "group_sizes": [16],
+            "keep_fp32_options": [[], [r"bert\.encoder\.layer\.1\."]],
+            "tolerable_loss": 0.0,
+        },
+    )
+    info = quantize(cfg, root / "fp32", tmp_path / "auto", _ctx(data, tmp_path))
+    trials = info["autotune"]["trials"]
+    assert [(t["algorithm"], t["keep_fp32"] != []) for t in trials] == [
+        ("rtn", False),
+        ("gptq", False),
+        ("rtn", True),
+        ("gptq", True),
+    ][: len(trials)]
+    for t in trials:
+        assert isinstance(t["as_configured"], bool) and t["quantized_layers"] > 0
+        assert t["as_configured"] == (
+            t["quantized_layers"] == t["expected_quantized_layers"] and t["built_group_sizes"] == [16]
+        )
+    assert len(trials) == 4
+    assert trials[2]["as_configured"]  # RTN honours the layer kept in float
+    # INC 3.10's GPTQ quantizes the layer meant to stay in float anyway: recorded, not hidden
+    assert trials[3]["quantized_layers"] >= trials[3]["expected_quantized_layers"]

@@ -69,17 +69,27 @@ def checks_section(benchmark: dict, best: dict) -> list[str]:
                 f"{tune['baseline_accuracy']:.4f}): trial {tune['chosen']} chosen"
                 f"{'' if tune['met_goal'] else ' (no trial met the goal: best kept)'}.",
                 "",
-                "| trial | algorithm | group size | kept in float | validation accuracy | relative loss | meets goal |",
-                "|---|---|---|---|---|---|---|",
+                "| trial | algorithm | group size | kept in float | validation accuracy | relative loss | meets goal | "
+                "as configured |",
+                "|---|---|---|---|---|---|---|---|",
                 *[
                     f"| {t['trial']}{' (chosen)' if t['trial'] == tune['chosen'] else ''} | {t['algorithm']} | "
                     f"{t['group_size']} | {' '.join(t['keep_fp32']) or '-'} | {t['accuracy']:.4f} | "
-                    f"{t['relative_loss']:+.4f} | {'yes' if t['meets_goal'] else 'no'} |"
+                    f"{t['relative_loss']:+.4f} | {'yes' if t['meets_goal'] else 'no'} | {_as_configured(t)} |"
                     for t in tune["trials"]
                 ],
             ]
         md.append("")
     return md
+
+
+def _as_configured(trial: dict) -> str:
+    if trial.get("as_configured", True):
+        return "yes"
+    return (
+        f"no: INC quantized {trial['quantized_layers']} layers (asked {trial['expected_quantized_layers']}), "
+        f"group sizes {trial['built_group_sizes']}"
+    )
 
 
 def _optional_sections(benchmark: dict, rows: list[dict], baseline: str) -> list[str]:
