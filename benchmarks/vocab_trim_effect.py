@@ -5,7 +5,8 @@
 Needs a finished run of a recipe with `prune.vocab.enabled`. Builds the pruned model's twin with the full
 vocabulary (same pruned layers; embedding rows of the kept word-pieces from the pruned model, the other rows
 from the distilled student), exports both to ONNX and quantizes both with the recipe's first int8 variant,
-then prints fp32 and int8 sizes side by side. Work files go to <run>/vocab_trim_effect/.
+then prints fp32 and int8 sizes side by side, and what trimming alone costs the distilled student in accuracy
+at each threshold of --min-frequencies. Work files go to <run>/vocab_trim_effect/.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from edgecompress.data.examples import PreparedData  # noqa: E402
 from edgecompress.export import stage as export_stage  # noqa: E402
 from edgecompress.export.artifact import onnx_size_mb  # noqa: E402
 from edgecompress.modeling.loading import load_saved_classifier  # noqa: E402
+from edgecompress.prune.vocab import kept_token_ids, trim_vocabulary  # noqa: E402
 from edgecompress.quantize import QuantContext, quantize  # noqa: E402
 from edgecompress.recipe import load_recipe  # noqa: E402
 
@@ -50,12 +52,58 @@ def untrimmed_twin(pruned_dir: Path, student_dir: Path, out: Path) -> None:
     full_tok.save_pretrained(out)
 
 
+@torch.no_grad()
+def _accuracy(model, tokenizer, data: PreparedData, split: str, max_len: int) -> float:
+    texts, pairs = data.texts(split)
+    labels = data.label_ids(split)
+    correct = 0
+    for i in range(0, len(texts), 64):
+        enc = tokenizer(
+            texts[i : i + 64],
+            pairs[i : i + 64] if pairs else None,
+            padding=True,
+            truncation=True,
+            max_length=max_len,
+            return_tensors="pt",
+        )
+        predicted = model(**enc).logits.argmax(-1).tolist()
+        correct += sum(p == y for p, y in zip(predicted, labels[i : i + 64], strict=True))
+    return correct / len(texts)
+
+
+def min_frequency_sweep(student_dir: Path, data: PreparedData, max_len: int, freqs: list[int]) -> None:
+    """Trimming alone (no pruning, no recovery) on the distilled student: what each threshold costs.
+
+    The trade-off the recipe's ``prune.vocab.min_frequency`` sets: fewer word-pieces make a smaller file, but
+    rarer words then tokenise into smaller pieces the model has not learnt to read."""
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    texts, pairs = data.texts("train")
+    print("\nThe distilled student with its vocabulary trimmed at each threshold (no retraining):")
+    print("| min_frequency | word-pieces | embedding table int8 MB | validation accuracy | test accuracy |")
+    print("|---|---|---|---|---|")
+    for freq in [0, *freqs]:
+        model = load_saved_classifier(student_dir).eval()
+        tok = tokenizer
+        if freq:
+            keep = kept_token_ids(tokenizer, texts, pairs, max_len, freq)
+            tok = trim_vocabulary(model, tokenizer, keep)
+        rows, width = model.get_input_embeddings().weight.shape
+        val, test = (_accuracy(model, tok, data, split, max_len) for split in ("validation", "test"))
+        name = str(freq) if freq else "untrimmed"
+        print(f"| {name} | {rows} | {rows * width / 1e6:.2f} | {val:.4f} | {test:.4f} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("recipe")
     parser.add_argument("--output", default=None, help="run folder (default: the recipe's)")
+    parser.add_argument(
+        "--min-frequencies",
+        default="1,2,3",
+        help="thresholds for the trimming-only accuracy sweep on the student ('' skips it)",
+    )
     args = parser.parse_args(argv)
     recipe = load_recipe(args.recipe)
     run_dir = Path(args.output) if args.output else recipe.run_dir
@@ -89,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"| ratio (full / trimmed) | {full[0] / trim[0]:.2f}x | {full[1] / trim[1]:.2f}x | {full[2] / trim[2]:.2f}x |"
     )
+    freqs = [int(f) for f in args.min_frequencies.split(",") if f.strip()]
+    if freqs:
+        min_frequency_sweep(run_dir / "student", data, max_len, freqs)
     return 0
 
 

@@ -57,9 +57,14 @@ def test_distill_ablation(tiny_run, capsys):
 
 def test_vocab_trim_effect(tiny_run, capsys):
     path, _ = tiny_run
-    assert load_script("vocab_trim_effect").main([str(path)]) == 0
+    assert load_script("vocab_trim_effect").main([str(path), "--min-frequencies", "1,3"]) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("| ")]
     trimmed, full = lines[1], lines[2]
     assert trimmed.startswith("| trimmed |") and full.startswith("| full vocabulary |")
     assert int(trimmed.split("|")[2]) < int(full.split("|")[2])
+    sweep = [line.split("|") for line in lines if line.split("|")[1].strip() in {"untrimmed", "1", "3"}]
+    assert [r[1].strip() for r in sweep] == ["untrimmed", "1", "3"]
+    pieces = [int(r[2]) for r in sweep]
+    assert pieces[0] == int(full.split("|")[2]) and pieces[0] > pieces[1] >= pieces[2]
+    assert all(0 <= float(r[4]) <= 1 for r in sweep)
