@@ -6,6 +6,7 @@ Everything is built in the test run: no hub, no large downloads, seconds per mod
 from __future__ import annotations
 
 import csv
+import importlib.util
 import random
 from pathlib import Path
 
@@ -162,3 +163,12 @@ def tiny_recipe(teacher_dir: Path, data_path: Path, out: Path, **sections) -> di
         else:
             recipe[key] = value
     return recipe
+
+
+def load_script(name: str):
+    """A script under benchmarks/ as a module (they are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

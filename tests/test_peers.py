@@ -3,25 +3,15 @@ on a tiny finished run."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_recipe
+from conftest import load_script, tiny_recipe
 
 from edgecompress.benchmark import peers as P
 from edgecompress.errors import EdgeCompressError
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _row(variant, accuracy, latency, size):
@@ -134,7 +124,7 @@ def finished_tiny_run(tiny_teacher, tiny_csv, tmp_path_factory):
 def test_peers_and_roofline_scripts_end_to_end(finished_tiny_run, capsys):
     base = finished_tiny_run
     run = base / "run"
-    assert _script("peers").main([str(base / "recipe.yaml"), "--runs", "2"]) == 0
+    assert load_script("peers").main([str(base / "recipe.yaml"), "--runs", "2"]) == 0
     out = capsys.readouterr().out
     assert "| (1) teacher + Optimum dynamic int8 (one-liner) | `teacher-int8-dynamic` | int8 |" in out
     assert "| (4) ours | `student-int8-dynamic` |" in out and "Target for (4) against (1):" in out
@@ -154,7 +144,7 @@ def test_peers_and_roofline_scripts_end_to_end(finished_tiny_run, capsys):
     assert {(r["batch_size"], r["runs"]) for r in bench["latency"]} == {(1, 2), (2, 2)}
 
     argv = [str(base / "recipe.yaml"), "--peak-size", "64", "--peak-runs", "2", "--profile-runs", "2"]
-    assert _script("roofline").main(argv) == 0
+    assert load_script("roofline").main(argv) == 0
     out = capsys.readouterr().out
     assert "### Peak matrix-multiply throughput" in out and "| int8 | 1 |" in out
     assert "| `student-int8-dynamic` |" in out and "| other |" in out
@@ -168,5 +158,5 @@ def test_peers_and_roofline_scripts_end_to_end(finished_tiny_run, capsys):
     stale = yaml.safe_load((base / "recipe.yaml").read_text())
     stale["seed"] = 1
     (base / "stale.yaml").write_text(yaml.safe_dump(stale))
-    assert _script("peers").main([str(base / "stale.yaml"), "--ours", "student-int8-dynamic"]) == 2
+    assert load_script("peers").main([str(base / "stale.yaml"), "--ours", "student-int8-dynamic"]) == 2
     assert "differs in: seed" in capsys.readouterr().err
