@@ -26,10 +26,12 @@ from transformers import AutoTokenizer  # noqa: E402
 from edgecompress.data.examples import PreparedData  # noqa: E402
 from edgecompress.export import stage as export_stage  # noqa: E402
 from edgecompress.export.artifact import onnx_size_mb  # noqa: E402
+from edgecompress.export.onnx import torch_logits  # noqa: E402
 from edgecompress.modeling.loading import load_saved_classifier  # noqa: E402
 from edgecompress.prune.vocab import kept_token_ids, trim_vocabulary  # noqa: E402
 from edgecompress.quantize import QuantContext, quantize  # noqa: E402
 from edgecompress.recipe import load_recipe  # noqa: E402
+from edgecompress.training.metrics import classification_metrics  # noqa: E402
 
 
 def untrimmed_twin(pruned_dir: Path, student_dir: Path, out: Path) -> None:
@@ -52,23 +54,10 @@ def untrimmed_twin(pruned_dir: Path, student_dir: Path, out: Path) -> None:
     full_tok.save_pretrained(out)
 
 
-@torch.no_grad()
 def _accuracy(model, tokenizer, data: PreparedData, split: str, max_len: int) -> float:
     texts, pairs = data.texts(split)
-    labels = data.label_ids(split)
-    correct = 0
-    for i in range(0, len(texts), 64):
-        enc = tokenizer(
-            texts[i : i + 64],
-            pairs[i : i + 64] if pairs else None,
-            padding=True,
-            truncation=True,
-            max_length=max_len,
-            return_tensors="pt",
-        )
-        predicted = model(**enc).logits.argmax(-1).tolist()
-        correct += sum(p == y for p, y in zip(predicted, labels[i : i + 64], strict=True))
-    return correct / len(texts)
+    logits = torch_logits(model, tokenizer, texts, max_len, 64, pairs)
+    return classification_metrics(logits.argmax(-1), data.label_ids(split), len(data.labels))["accuracy"]
 
 
 def min_frequency_sweep(student_dir: Path, data: PreparedData, max_len: int, freqs: list[int]) -> None:
