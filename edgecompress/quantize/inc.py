@@ -118,13 +118,13 @@ def autotune(
         if index:
             layers = quantized_layers(candidate)
             expected = trials[index - 1]
+            group_sizes = {g for _, g in layers.values()}
             built.append(
                 {
-                    "quantized_layers": len(layers),
-                    "group_sizes": sorted({g for _, g in layers.values()}),
-                    "as_configured": set(layers) == set(expected["quantized"])
-                    and {g for _, g in layers.values()} == {expected["group_size"]},
                     "names": set(layers),
+                    "group_sizes": sorted(group_sizes),
+                    "as_configured": set(layers) == set(expected["quantized"])
+                    and group_sizes == {expected["group_size"]},
                 }
             )
             prepare_trial(candidate)
@@ -162,7 +162,7 @@ def autotune(
                 # INC may not apply a trial exactly as configured (e.g. a layer meant to stay in float):
                 # the report shows what it really built rather than what was asked
                 "as_configured": b["as_configured"],
-                "quantized_layers": b["quantized_layers"],
+                "quantized_layers": len(b["names"]),
                 "expected_quantized_layers": len(t["quantized"]),
                 "built_group_sizes": b["group_sizes"],
             }
