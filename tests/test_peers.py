@@ -124,7 +124,9 @@ def finished_tiny_run(tiny_teacher, tiny_csv, tmp_path_factory):
 def test_peers_and_roofline_scripts_end_to_end(finished_tiny_run, capsys):
     base = finished_tiny_run
     run = base / "run"
-    assert load_script("peers").main([str(base / "recipe.yaml"), "--runs", "2"]) == 0
+    # ours is named: the default rule picks by measured latency, which is noise between tiny models
+    argv = [str(base / "recipe.yaml"), "--runs", "2", "--ours", "student-int8-dynamic"]
+    assert load_script("peers").main(argv) == 0
     out = capsys.readouterr().out
     assert "| (1) teacher + Optimum dynamic int8 (one-liner) | `teacher-int8-dynamic` | int8 |" in out
     assert "| (4) ours | `student-int8-dynamic` |" in out and "Target for (4) against (1):" in out
@@ -153,6 +155,11 @@ def test_peers_and_roofline_scripts_end_to_end(finished_tiny_run, capsys):
     assert ops["total_ops"] == 2 * roof["ops"]["student-int8-dynamic@b1"]["total_ops"] > 0
     assert {(r["batch_size"], r["threads"]) for r in roof["achieved"]} == {(1, 1), (1, 2), (2, 1), (2, 2)}
     assert all(0 < r["of_peak"] < 1 for r in roof["achieved"])
+
+    # without --ours the script applies pick_ours to the run's report.json
+    expected, _why = P.pick_ours(json.loads((run / "report.json").read_text()), 2.0)
+    assert load_script("peers").main([str(base / "recipe.yaml"), "--runs", "1"]) == 0
+    assert f"| (4) ours | `{expected}` |" in capsys.readouterr().out
 
     # ours must come from the same training recipe as the peers
     stale = yaml.safe_load((base / "recipe.yaml").read_text())
