@@ -22,6 +22,7 @@ from edgecompress.quiet import quiet_third_party
 
 quiet_third_party()
 
+from edgecompress.benchmark.stage import pytorch_split_metrics  # noqa: E402
 from edgecompress.distill.ablation import ablation_student  # noqa: E402
 from edgecompress.pipeline import Pipeline  # noqa: E402
 from edgecompress.recipe import load_recipe  # noqa: E402
@@ -30,13 +31,8 @@ from edgecompress.recipe import load_recipe  # noqa: E402
 def evaluate_test_split(model_dir: Path, data, max_length: int) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from edgecompress.export.onnx import torch_logits
-    from edgecompress.training.metrics import classification_metrics
-
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-    texts, pairs = data.texts("test")
-    logits = torch_logits(model, AutoTokenizer.from_pretrained(model_dir), texts, max_length, 64, pairs)
-    return classification_metrics(logits.argmax(-1), data.label_ids("test"), len(data.labels))
+    return pytorch_split_metrics(model, AutoTokenizer.from_pretrained(model_dir), data, "test", max_length)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from edgecompress.benchmark.latency import fixed_length_inputs, measure_latency
 from edgecompress.benchmark.machine import hardware_tag, machine_info
 from edgecompress.data.examples import PreparedData
 from edgecompress.export.artifact import onnx_size_mb, read_manifest
-from edgecompress.export.onnx import ort_logits, ort_session
+from edgecompress.export.onnx import ort_logits, ort_session, torch_logits
 from edgecompress.training.metrics import classification_metrics
 
 STAGE_VERSION = 2
@@ -26,8 +26,19 @@ def evaluate_test_split(
 ) -> dict:
     texts, pairs = data.texts("test")
     logits = ort_logits(ort_session(folder / "model.onnx"), tokenizer, texts, max_length, batch_size, pairs)
-    metrics = classification_metrics(logits.argmax(-1), data.label_ids("test"), len(data.labels))
-    return {**metrics, "test_samples": len(texts)}
+    return {**split_metrics(logits, data, "test"), "test_samples": len(texts)}
+
+
+def pytorch_split_metrics(
+    model, tokenizer, data: PreparedData, split: str, max_length: int, batch_size: int = 64
+) -> dict:
+    """Accuracy and macro-F1 of a PyTorch model on a split, for benchmarks that score models before export."""
+    texts, pairs = data.texts(split)
+    return split_metrics(torch_logits(model, tokenizer, texts, max_length, batch_size, pairs), data, split)
+
+
+def split_metrics(logits: np.ndarray, data: PreparedData, split: str) -> dict:
+    return classification_metrics(logits.argmax(-1), data.label_ids(split), len(data.labels))
 
 
 def median_length(tokenizer, texts: list[str], pairs, max_length: int) -> int:
