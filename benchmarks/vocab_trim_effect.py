@@ -23,15 +23,14 @@ quiet_third_party()
 import torch  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
+from edgecompress.benchmark.stage import pytorch_split_metrics  # noqa: E402
 from edgecompress.data.examples import PreparedData  # noqa: E402
 from edgecompress.export import stage as export_stage  # noqa: E402
 from edgecompress.export.artifact import onnx_size_mb  # noqa: E402
-from edgecompress.export.onnx import torch_logits  # noqa: E402
 from edgecompress.modeling.loading import load_saved_classifier  # noqa: E402
 from edgecompress.prune.vocab import kept_token_ids, trim_vocabulary  # noqa: E402
 from edgecompress.quantize import QuantContext, quantize  # noqa: E402
 from edgecompress.recipe import load_recipe  # noqa: E402
-from edgecompress.training.metrics import classification_metrics  # noqa: E402
 
 
 def untrimmed_twin(pruned_dir: Path, student_dir: Path, out: Path) -> None:
@@ -54,12 +53,6 @@ def untrimmed_twin(pruned_dir: Path, student_dir: Path, out: Path) -> None:
     full_tok.save_pretrained(out)
 
 
-def _accuracy(model, tokenizer, data: PreparedData, split: str, max_len: int) -> float:
-    texts, pairs = data.texts(split)
-    logits = torch_logits(model, tokenizer, texts, max_len, 64, pairs)
-    return classification_metrics(logits.argmax(-1), data.label_ids(split), len(data.labels))["accuracy"]
-
-
 def min_frequency_sweep(student_dir: Path, data: PreparedData, max_len: int, freqs: list[int]) -> None:
     """Trimming alone (no pruning, no recovery) on the distilled student: what each threshold costs.
 
@@ -77,9 +70,23 @@ def min_frequency_sweep(student_dir: Path, data: PreparedData, max_len: int, fre
             keep = kept_token_ids(tokenizer, texts, pairs, max_len, freq)
             tok = trim_vocabulary(model, tokenizer, keep)
         rows, width = model.get_input_embeddings().weight.shape
-        val, test = (_accuracy(model, tok, data, split, max_len) for split in ("validation", "test"))
+        val, test = (
+            pytorch_split_metrics(model, tok, data, split, max_len)["accuracy"]
+            for split in ("validation", "test")
+        )
         name = str(freq) if freq else "untrimmed"
         print(f"| {name} | {rows} | {rows * width / 1e6:.2f} | {val:.4f} | {test:.4f} |", flush=True)
+
+
+def positive_ints(text: str) -> list[int]:
+    """'1,2,3' -> [1, 2, 3]; '' -> []."""
+    try:
+        values = [int(f) for f in text.split(",") if f.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"thresholds must be at least 1, got '{text}'")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="run folder (default: the recipe's)")
     parser.add_argument(
         "--min-frequencies",
-        default="1,2,3",
+        type=positive_ints,
+        default=[1, 2, 3],
         help="thresholds for the trimming-only accuracy sweep on the student ('' skips it)",
     )
     args = parser.parse_args(argv)
@@ -126,9 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"| ratio (full / trimmed) | {full[0] / trim[0]:.2f}x | {full[1] / trim[1]:.2f}x | {full[2] / trim[2]:.2f}x |"
     )
-    freqs = [int(f) for f in args.min_frequencies.split(",") if f.strip()]
-    if freqs:
-        min_frequency_sweep(run_dir / "student", data, max_len, freqs)
+    if args.min_frequencies:
+        min_frequency_sweep(run_dir / "student", data, max_len, args.min_frequencies)
     return 0
 
 

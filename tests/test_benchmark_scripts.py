@@ -57,3 +57,14 @@ def test_vocab_trim_effect(tiny_run, capsys):
     pieces = [int(r[2]) for r in sweep]
     assert pieces[0] == int(full.split("|")[2]) and pieces[0] > pieces[1] >= pieces[2]
     assert all(0 <= float(r[4]) <= 1 for r in sweep)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("1,x", "comma-separated whole numbers"), ("0,2", "at least 1")]
+)
+def test_vocab_trim_effect_rejects_bad_thresholds_before_any_work(tmp_path, capsys, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("vocab_trim_effect").main([str(tmp_path / "none.yaml"), "--min-frequencies", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--min-frequencies" in err and message in err
