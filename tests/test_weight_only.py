@@ -270,13 +270,12 @@ def test_autotune_records_what_inc_really_built(exported, tmp_path, monkeypatch)
         ("gptq", False),
         ("rtn", True),
         ("gptq", True),
-    ][: len(trials)]
+    ]
     for t in trials:
         assert isinstance(t["as_configured"], bool) and t["quantized_layers"] > 0
         assert t["as_configured"] == (
             t["quantized_layers"] == t["expected_quantized_layers"] and t["built_group_sizes"] == [16]
         )
-    assert len(trials) == 4
     assert trials[2]["as_configured"]  # RTN honours the layer kept in float
     # INC 3.10's GPTQ quantizes the layer meant to stay in float anyway: recorded, not hidden
     assert trials[3]["quantized_layers"] >= trials[3]["expected_quantized_layers"]
