@@ -23,9 +23,9 @@ from edgecompress.quiet import quiet_third_party
 quiet_third_party()
 
 from edgecompress.benchmark.stage import pytorch_split_metrics  # noqa: E402
-from edgecompress.distill.ablation import ablation_student  # noqa: E402
 from edgecompress.pipeline import Pipeline  # noqa: E402
 from edgecompress.recipe import load_recipe  # noqa: E402
+from edgecompress.studies.ablation import ablation_student  # noqa: E402
 
 
 def evaluate_test_split(model_dir: Path, data, max_length: int) -> dict:
@@ -48,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     data = pipe.data()
     rows = []
     for mode in args.modes.split(","):
-        model_dir = pipe.student() if mode == "full" else ablation_student(pipe, mode)
-        record = json.loads((model_dir / "stage.json").read_text())["record"]
-        test = evaluate_test_split(model_dir, data, recipe.data.max_length)
+        result = pipe.student() if mode == "full" else ablation_student(pipe, mode)
+        record = result.record
+        test = evaluate_test_split(result.path, data, recipe.data.max_length)
         rows.append(
             {
                 "mode": mode,

@@ -6,7 +6,7 @@
   (2) the recipe's student trained on labels only (no teacher)
   (3) the same student trained on labels + soft targets (no attention or hidden-state transfer)
   (4) ours: --ours VARIANT, or by default the fastest variant (batch 1, 1 thread) of the run's report.json
-      whose test accuracy is within --max-drop points of teacher-fp32 (see edgecompress/benchmark/peers.py)
+      whose test accuracy is within --max-drop points of teacher-fp32 (see edgecompress/studies/peers.py)
 (2)-(3) are exported and int8-quantized with the recipe's int8_dynamic config, like our student.
 
 Reuses the recipe's run folder: run the recipe first (`edgecompress run RECIPE`). Peers are cached stages
@@ -28,7 +28,6 @@ from edgecompress.quiet import quiet_third_party
 
 quiet_third_party()
 
-from edgecompress.benchmark import peers as P  # noqa: E402
 from edgecompress.benchmark import stage as benchmark_stage  # noqa: E402
 from edgecompress.benchmark.machine import machine_line  # noqa: E402
 from edgecompress.errors import EdgeCompressError  # noqa: E402
@@ -36,6 +35,7 @@ from edgecompress.export.artifact import read_manifest  # noqa: E402
 from edgecompress.pipeline import Pipeline  # noqa: E402
 from edgecompress.recipe import load_recipe  # noqa: E402
 from edgecompress.report.tables import write_csv  # noqa: E402
+from edgecompress.studies import peers as P  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             ours, why = P.pick_ours(json.loads(report_file.read_text()), args.max_drop)
         pipe.log(f"[peers] ours = {ours} ({why})")
         built_with = read_manifest(P.finished_variant(pipe.run_dir, ours)).get("recipe", {})
-        stale = P.stale_fields(built_with, pipe.recipe_dict)
+        stale = P.stale_fields(built_with, pipe.context.recipe)
         if stale and not args.allow_stale:
             raise EdgeCompressError(
                 f"'{ours}' was built with a recipe that differs in: {', '.join(stale)}; re-run the recipe "
@@ -91,12 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     pipe.log("[peers] measuring all four in one interleaved run")
     benchmark_stage.run(
         cfg,
-        {variant: folder for variant, folder in peers.values()},
-        pipe.data(),
-        recipe.data.max_length,
-        recipe.sequence_length,
+        benchmark_stage.BenchmarkInputs(
+            {variant: folder for variant, folder in peers.values()}, recipe.sequence_length
+        ),
+        pipe.context,
         out,
-        log=pipe.log,
     )
     benchmark = json.loads((out / "benchmark.json").read_text())
     preset = read_manifest(peers["1"][1]).get("preset")

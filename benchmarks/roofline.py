@@ -28,11 +28,11 @@ from edgecompress.quiet import quiet_third_party
 
 quiet_third_party()
 
-from edgecompress.benchmark import roofline as R  # noqa: E402
 from edgecompress.benchmark.latency import fixed_length_inputs, resolve_threads  # noqa: E402
 from edgecompress.benchmark.machine import machine_line  # noqa: E402
 from edgecompress.data.examples import PreparedData  # noqa: E402
 from edgecompress.recipe import load_recipe  # noqa: E402
+from edgecompress.studies import roofline as R  # noqa: E402
 
 
 def _benchmark_file(run_dir: Path, given: str | None) -> Path:

@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from edgecompress.benchmark.stage import pytorch_split_metrics  # noqa: E402
+from edgecompress.context import StageContext  # noqa: E402
 from edgecompress.data.examples import PreparedData  # noqa: E402
 from edgecompress.export import stage as export_stage  # noqa: E402
 from edgecompress.export.artifact import onnx_size_mb  # noqa: E402
@@ -117,10 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     max_len = recipe.data.max_length
     untrimmed_twin(run_dir / "pruned", run_dir / "student", work / "untrimmed-pt")
     qcfg = recipe.quantization.variants[0]
+    context = StageContext(None, data, recipe.seed, max_len)
     sizes = {}
     for name, model_dir in (("trimmed", run_dir / "pruned"), ("full vocabulary", work / "untrimmed-pt")):
         fp32 = work / f"{name.replace(' ', '-')}-fp32"
-        export_stage.run(recipe.export, model_dir, data, fp32, name, {}, max_len)
+        export_stage.run(recipe.export, export_stage.ExportInputs(model_dir, name), context, fp32)
         q = work / f"{name.replace(' ', '-')}-{qcfg.name}"
         quantize(qcfg, fp32, q, QuantContext(data, max_len, recipe.seed, work / "scratch"))
         vocab = len(AutoTokenizer.from_pretrained(model_dir).get_vocab())

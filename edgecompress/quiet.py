@@ -16,13 +16,18 @@ _NOISY_LOGGERS = (
 )
 
 
+def quiet_loggers(names=_NOISY_LOGGERS) -> None:
+    """Only errors from these loggers (and their children)."""
+    for name in names:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def quiet_third_party() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    for name in _NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_loggers()
     for pattern in (
         ".*output_attentions.*",
         ".*TracerWarning.*",

@@ -20,7 +20,7 @@ from edgecompress.errors import RecipeError
 from edgecompress.export.config import ExportConfig
 from edgecompress.mobile.config import MobileConfig
 from edgecompress.prune.config import PruneConfig
-from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig, QuantVariantConfig
+from edgecompress.quantize.config import METHODS, Int8DynamicConfig, Int8StaticConfig, QuantVariantConfig
 from edgecompress.report.config import ReportConfig
 from edgecompress.teacher.config import TeacherConfig
 
@@ -118,14 +118,12 @@ class Recipe(StageConfig):
 
 
 def _format_error(err: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+    # pydantic puts the union member's tag in the location (variants.0.int8_dynamic.name): leave it out
+    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in METHODS))
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
     return f"{loc or '<top>'}: {msg}"
-
-
-_UNION_TAGS = {"int8_dynamic", "int8_static", "weight_only"}
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

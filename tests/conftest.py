@@ -172,3 +172,22 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def stage_context(data, max_length: int = 16, seed: int = 0, recipe: dict | None = None, accelerator=None):
+    """A StageContext for calling one stage's ``run`` directly (no pipeline)."""
+    from edgecompress.context import StageContext
+
+    return StageContext(accelerator, data, seed, max_length, lambda _msg: None, recipe or {})
+
+
+def export_model(cfg, model_dir: Path, data, out: Path, variant: str, max_length: int = 16, recipe=None):
+    """The export stage on one model folder: ``out`` becomes a deployable ONNX variant folder."""
+    from edgecompress.export import stage as export_stage
+
+    return export_stage.run(
+        cfg,
+        export_stage.ExportInputs(model_dir, variant),
+        stage_context(data, max_length, recipe=recipe),
+        out,
+    )

@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_bert
+from conftest import export_model, make_tiny_bert
 
 from edgecompress.data.config import DataConfig
 from edgecompress.data.stage import prepare
-from edgecompress.export import stage as export_stage
 from edgecompress.export.config import ExportConfig
 from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
 from edgecompress.quantize import QuantContext, quantize
@@ -59,7 +58,7 @@ def sensitive(tiny_csv, tmp_path_factory):
     root = tmp_path_factory.mktemp("guard")
     model.save_pretrained(root / "pt")
     tokenizer.save_pretrained(root / "pt")
-    export_stage.run(ExportConfig(parity_samples=8), root / "pt", data, root / "fp32", "m-fp32", {}, 16)
+    export_model(ExportConfig(parity_samples=8), root / "pt", data, root / "fp32", "m-fp32")
     return data, root
 
 

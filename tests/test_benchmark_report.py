@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import stage_context
 
 from edgecompress.benchmark.latency import summarize, time_interleaved
 from edgecompress.benchmark.machine import isa_preset, machine_info, machine_line
@@ -188,12 +189,9 @@ def test_report_shows_checks_autotune_and_mobile(tmp_path):
     (tmp_path / "bench" / "benchmark.json").write_text(json.dumps(bench))
     out = report_stage.run(
         ReportConfig(plots=False),
-        tmp_path / "bench",
+        report_stage.ReportInputs(tmp_path / "bench", "teacher-fp32", [], mobile={"student-int4": ort}),
+        stage_context(None, recipe={"name": "r"}),
         tmp_path,
-        "teacher-fp32",
-        {"name": "r"},
-        [],
-        mobile={"student-int4": ort},
     )
     md = (tmp_path / "report.md").read_text()
     assert "over tolerance (5.00 > 1 pts)" in md and "## Accuracy checks" in md

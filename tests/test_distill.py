@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_recipe
+from conftest import stage_context, tiny_recipe
 
 from edgecompress.data.config import DataConfig
 from edgecompress.data.stage import prepare
@@ -15,7 +15,7 @@ from edgecompress.distill.losses import (
     hidden_state_loss,
     soft_target_loss,
 )
-from edgecompress.distill.stage import distill, plan_matching
+from edgecompress.distill.stage import DistillPair, distill, plan_matching
 from edgecompress.errors import RecipeError
 from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
 from edgecompress.modeling.student import build_student
@@ -125,7 +125,6 @@ def test_distillation_trains_the_student_towards_the_teacher(tiny_setup):
         make_loader(val, 64, False, 0),
         fit_cfg,
         ce_loss,
-        2,
         "teacher",
     )
     assert fitted.best_metrics["accuracy"] >= 0.9
@@ -133,7 +132,7 @@ def test_distillation_trains_the_student_towards_the_teacher(tiny_setup):
     cfg = DistillConfig(
         training=TrainingConfig(max_steps=30, batch_size=16, learning_rate=5e-3, evals_per_epoch=1)
     )
-    record = distill(cfg, student, teacher, tok, data, acc, 0, 16)
+    record = distill(cfg, DistillPair(student, teacher, tok), stage_context(data, accelerator=acc))
     first, last = record["history"][0], record["history"][-1]
     assert record["steps"] == 30 and record["layer_mapping"] == [0, 3]
     assert {"train_ce", "train_kd", "train_att", "train_hid"} <= set(last)
@@ -153,7 +152,8 @@ def test_labels_only_never_calls_the_teacher(tiny_setup):
         weights=LossWeights(ce=1, kd=0, attention=0, hidden=0),
         training=TrainingConfig(max_steps=3, batch_size=8, evals_per_epoch=1),
     )
-    record = distill(cfg, student, teacher, tok, data, make_accelerator("cpu", "no", 0), 0, 16)
+    acc = make_accelerator("cpu", "no", 0)
+    record = distill(cfg, DistillPair(student, teacher, tok), stage_context(data, accelerator=acc))
     assert record["steps"] == 3
 
 

@@ -7,14 +7,13 @@ import json
 import numpy as np
 import onnx
 import pytest
-from conftest import make_tiny_bert
+from conftest import export_model, make_tiny_bert
 from typer.testing import CliRunner
 
 from edgecompress.cli import app
 from edgecompress.data.config import DataConfig
 from edgecompress.data.stage import prepare
 from edgecompress.errors import ModelError, StageError
-from edgecompress.export import stage as export_stage
 from edgecompress.export.artifact import onnx_size_mb, read_manifest, verify, write_manifest
 from edgecompress.export.config import ExportConfig
 from edgecompress.export.onnx import ort_logits, ort_session
@@ -37,14 +36,13 @@ def exported(tiny_csv, tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     model.save_pretrained(root / "pt")
     load_tokenizer(src).save_pretrained(root / "pt")
-    info = export_stage.run(
+    info = export_model(
         ExportConfig(parity_samples=16, parity_atol=1e-4),
         root / "pt",
         data,
         root / "fp32",
         "m-fp32",
-        {"name": "t"},
-        16,
+        recipe={"name": "t"},
     )
     return data, root, info
 
@@ -77,8 +75,8 @@ def test_dynamic_batch_and_sequence_axes(exported):
 def test_parity_failure_fails_the_stage(exported, tmp_path):
     data, root, _ = exported
     with pytest.raises(StageError, match="ONNX logits differ from PyTorch"):
-        export_stage.run(
-            ExportConfig(parity_samples=8, parity_atol=1e-12), root / "pt", data, tmp_path / "x", "x", {}, 16
+        export_model(
+            ExportConfig(parity_samples=8, parity_atol=1e-12), root / "pt", data, tmp_path / "x", "x"
         )
 
 

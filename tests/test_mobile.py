@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_tiny_bert
+from conftest import export_model, make_tiny_bert, stage_context
 
 from edgecompress.benchmark.config import MobileProfile
 from edgecompress.benchmark.memory import peak_rss
@@ -14,7 +14,6 @@ from edgecompress.benchmark.stage import mobile_profile
 from edgecompress.data.config import DataConfig
 from edgecompress.data.stage import prepare
 from edgecompress.errors import RecipeError
-from edgecompress.export import stage as export_stage
 from edgecompress.export.config import ExportConfig
 from edgecompress.mobile import stage as mobile_stage
 from edgecompress.mobile.config import MobileConfig
@@ -36,7 +35,7 @@ def variants(tiny_csv, tmp_path_factory):
     root = tmp_path_factory.mktemp("mobile")
     model.save_pretrained(root / "pt")
     load_tokenizer(src).save_pretrained(root / "pt")
-    export_stage.run(ExportConfig(parity_samples=8), root / "pt", data, root / "m-fp32", "m-fp32", {}, 16)
+    export_model(ExportConfig(parity_samples=8), root / "pt", data, root / "m-fp32", "m-fp32")
     ctx = QuantContext(data, 16, 0, root / "scratch")
     quantize(WeightOnlyConfig(group_size=16), root / "m-fp32", root / "m-int4", ctx)
     return data, {"m-fp32": root / "m-fp32", "m-int4": root / "m-int4"}
@@ -47,7 +46,10 @@ def test_ort_conversion_loads_runs_and_is_checked(variants, tmp_path):
     out = tmp_path / "ort"
     out.mkdir()
     record = mobile_stage.run(
-        MobileConfig(variants=["m-int4"], check_samples=16), folders["m-int4"], out, data, 16
+        MobileConfig(variants=["m-int4"], check_samples=16),
+        mobile_stage.MobileInputs(folders["m-int4"]),
+        stage_context(data),
+        out,
     )
     assert (out / "model.ort").is_file() and (out / "tokenizer.json").is_file()
     assert json.loads((out / "mobile.json").read_text()) == record
@@ -86,7 +88,7 @@ def test_mobile_profile_rows_and_report(variants):
     data, folders = variants
     tokenizers = {n: AutoTokenizer.from_pretrained(f) for n, f in folders.items()}
     profile = mobile_profile(
-        MobileProfile(short_length=4, runs=3, warmup=1), folders, tokenizers, data, 16, print
+        MobileProfile(short_length=4, runs=3, warmup=1), folders, tokenizers, stage_context(data)
     )
     assert profile["short_length"] == 4 and 4 < profile["typical_length"] <= 16
     lengths = {

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import load_script, tiny_recipe
 
-from edgecompress.benchmark import peers as P
 from edgecompress.errors import EdgeCompressError
+from edgecompress.studies import peers as P
 
 
 def _row(variant, accuracy, latency, size):

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import UNUSED, tiny_recipe
+from conftest import UNUSED, export_model, tiny_recipe
 
 from edgecompress.errors import RecipeError
-from edgecompress.export import stage as export_stage
 from edgecompress.export.config import ExportConfig
+from edgecompress.modeling import layers
 from edgecompress.modeling.loading import load_classifier, load_saved_classifier, resolve
 from edgecompress.prune import surgery
 from edgecompress.prune.config import FfnPruningConfig, HeadPruningConfig, PruneConfig
@@ -39,7 +39,7 @@ def logits(m):
 def masked_head_logits(m, layer_heads: dict[int, list[int]]):
     """Reference: the unpruned model with the given heads' outputs multiplied by zero."""
     hooks = []
-    for i, p in enumerate(surgery.layer_parts(m)):
+    for i, p in enumerate(layers.layer_parts(m)):
         zero = layer_heads.get(i, [])
         if not zero:
             continue
@@ -64,20 +64,20 @@ def test_removing_heads_equals_zeroing_them_and_shrinks_params(model):
     expected = masked_head_logits(model, remove)
     before = sum(p.numel() for p in model.parameters())
     surgery.remove_heads(model, remove)
-    assert surgery.head_counts(model) == [2, 3, 4, 1]
+    assert layers.head_counts(model) == [2, 3, 4, 1]
     assert torch.allclose(logits(model), expected, atol=1e-5)
     d, hidden = 8, 32  # head size, width of the tiny BERT
     assert before - sum(p.numel() for p in model.parameters()) == 6 * (3 * (hidden * d + d) + d * hidden)
     assert model.config.pruned_heads == {0: [1, 2], 1: [0], 3: [0, 1, 3]}
     # a second round uses current positions: layer 0's position 1 is original head 3
     surgery.remove_heads(model, {0: [1]})
-    assert surgery.surviving_heads(model)[0] == [0]
+    assert layers.surviving_heads(model.config)[0] == [0]
 
 
 def test_removing_ffn_units_equals_zeroing_them(model):
     remove = {0: list(range(10)), 2: [5, 6]}
     hooks = []
-    for i, p in enumerate(surgery.layer_parts(model)):
+    for i, p in enumerate(layers.layer_parts(model)):
         gate = torch.ones(p.num_units)
         gate[remove.get(i, [])] = 0
         hooks.append(p.intermediate.register_forward_hook(lambda _m, _i, o, g=gate: o * g))
@@ -85,7 +85,7 @@ def test_removing_ffn_units_equals_zeroing_them(model):
     for h in hooks:
         h.remove()
     surgery.remove_units(model, remove)
-    assert surgery.ffn_sizes(model) == [54, 64, 62, 64]
+    assert layers.ffn_sizes(model) == [54, 64, 62, 64]
     assert model.config.edgecompress_ffn_sizes == [54, 64, 62, 64]
     assert torch.allclose(logits(model), expected, atol=1e-5)
 
@@ -103,17 +103,11 @@ def test_unequal_heads_and_widths_survive_save_load_export_onnx(model, tmp_path,
 
     make_tokenizer(tmp_path / "pt")
     back = load_saved_classifier(tmp_path / "pt")
-    assert surgery.head_counts(back) == [1, 4, 3, 4] and surgery.ffn_sizes(back) == [64, 44, 64, 64]
+    assert layers.head_counts(back) == [1, 4, 3, 4] and layers.ffn_sizes(back) == [64, 44, 64, 64]
     assert torch.allclose(logits(back), expected, atol=1e-6)
     data = prepare(DataConfig(source="csv", path=str(tiny_csv), max_length=16), 0)
-    info = export_stage.run(
-        ExportConfig(parity_samples=16, parity_atol=1e-4),
-        tmp_path / "pt",
-        data,
-        tmp_path / "onnx",
-        "p",
-        {},
-        16,
+    info = export_model(
+        ExportConfig(parity_samples=16, parity_atol=1e-4), tmp_path / "pt", data, tmp_path / "onnx", "p"
     )
     assert (
         info["parity_vs_pytorch"]["max_abs_logit_diff"] < 1e-4
@@ -136,7 +130,7 @@ def test_uniform_pruned_checkpoint_reloads_with_plain_transformers(model, tmp_pa
 def test_drop_layer_when_allowed(model):
     surgery.remove_heads(model, {2: [0, 1, 2, 3]})
     surgery.drop_layers(model, [2])
-    assert model.config.num_hidden_layers == 3 and len(surgery.layer_parts(model)) == 3
+    assert model.config.num_hidden_layers == 3 and len(layers.layer_parts(model)) == 3
     assert logits(model).shape == (2, 2)
 
 
@@ -218,7 +212,7 @@ def test_schema_level_target_errors():
 
 
 def test_gradient_importance_sees_a_dead_head(model):
-    p = surgery.layer_parts(model)[1]
+    p = layers.layer_parts(model)[1]
     with torch.no_grad():
         p.attention_output.weight[:, 2 * p.head_size : 3 * p.head_size] = (
             0  # head 2 of layer 1 contributes nothing

@@ -8,8 +8,8 @@ import pytest
 from conftest import make_tiny_bert
 from onnx import TensorProto, helper, numpy_helper
 
-from edgecompress.benchmark import roofline as R
 from edgecompress.export.onnx import ort_session
+from edgecompress.studies import roofline as R
 
 
 def _save(tmp_path, nodes, inputs, outputs, inits, name="m.onnx"):
@@ -82,7 +82,7 @@ def tiny_onnx(tmp_path_factory):
         root / "fp32",
         opset=17,
     )
-    quantize(Int8DynamicConfig(), root / "fp32", root / "int8", context=None)
+    quantize(Int8DynamicConfig(), root / "fp32", root / "int8", None)
     return root
 
 

@@ -7,12 +7,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import make_tiny_bert
+from conftest import export_model, make_tiny_bert
 
 from edgecompress.data.config import DataConfig
 from edgecompress.data.stage import prepare
 from edgecompress.errors import RecipeError
-from edgecompress.export import stage as export_stage
 from edgecompress.export.artifact import onnx_size_mb, write_manifest
 from edgecompress.export.config import ExportConfig
 from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
@@ -107,7 +106,7 @@ def exported(tiny_csv, tmp_path_factory):
     root = tmp_path_factory.mktemp("woq")
     model.save_pretrained(root / "pt")
     load_tokenizer(src).save_pretrained(root / "pt")
-    export_stage.run(ExportConfig(parity_samples=8), root / "pt", data, root / "fp32", "m-fp32", {}, 16)
+    export_model(ExportConfig(parity_samples=8), root / "pt", data, root / "fp32", "m-fp32")
     return data, root
 
 

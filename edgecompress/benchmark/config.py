@@ -37,7 +37,7 @@ class BenchmarkConfig(StageConfig):
 
     @field_validator("batch_sizes", "threads")
     @classmethod
-    def _has_one(cls, values: list[int]) -> list[int]:
+    def _include_one(cls, values: list[int]) -> list[int]:
         if 1 not in values:
             raise ValueError("must include 1: the report's headline latency is batch 1, 1 thread")
         if any(v < 0 for v in values):

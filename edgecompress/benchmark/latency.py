@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -59,28 +60,37 @@ def time_interleaved(sessions: dict, feeds: dict, runs: int, warmup: int) -> dic
     return times
 
 
+@dataclass(frozen=True)
+class TimingPlan:
+    """What is timed: every (batch size, threads) pair at one sequence length, ``runs`` times after
+    ``warmup`` untimed runs."""
+
+    sequence_length: int
+    batch_sizes: list[int]
+    threads: list[int]  # 0 = all cores
+    runs: int
+    warmup: int
+
+
 def measure_latency(
     variants: dict[str, tuple],  # name -> (onnx_path, tokenizer)
     texts: list[str],
     pairs,
-    sequence_length: int,
-    batch_sizes: list[int],
-    threads: list[int],
-    runs: int,
-    warmup: int,
+    plan: TimingPlan,
     progress=None,
 ) -> list[dict]:
-    """One row per (variant, batch size, threads)."""
+    """One row per (variant, batch size, threads); inputs are real ``texts`` padded to the plan's length."""
     rows = []
-    for t in threads:
+    sequence_length = plan.sequence_length
+    for t in plan.threads:
         n_threads = resolve_threads(t)
         sessions = {name: ort_session(path, threads=n_threads) for name, (path, _) in variants.items()}
-        for b in batch_sizes:
+        for b in plan.batch_sizes:
             feeds = {
                 name: ort_feed(sessions[name], fixed_length_inputs(tok, texts, b, sequence_length, pairs))
                 for name, (_, tok) in variants.items()
             }
-            times = time_interleaved(sessions, feeds, runs, warmup)
+            times = time_interleaved(sessions, feeds, plan.runs, plan.warmup)
             for name in variants:
                 rows.append(
                     {

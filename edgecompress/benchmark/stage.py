@@ -4,21 +4,34 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
 from edgecompress.benchmark.config import BenchmarkConfig, MobileProfile
-from edgecompress.benchmark.latency import fixed_length_inputs, measure_latency
+from edgecompress.benchmark.latency import TimingPlan, fixed_length_inputs, measure_latency
 from edgecompress.benchmark.machine import hardware_tag, machine_info
+from edgecompress.context import StageContext
 from edgecompress.data.examples import PreparedData
-from edgecompress.export.artifact import onnx_size_mb, read_manifest
+from edgecompress.export.artifact import CHECKS, onnx_size_mb, read_manifest
 from edgecompress.export.onnx import ort_logits, ort_session, torch_logits
-from edgecompress.training.metrics import classification_metrics
+from edgecompress.training.metrics import split_metrics
 
 STAGE_VERSION = 2
-# what the quantizers recorded about their own checks, carried to the report
-CHECKS = ("accuracy_guard", "inc_vs_onnx", "autotune")
+RESULTS_FILE = "benchmark.json"
+
+
+@dataclass(frozen=True)
+class BenchmarkInputs:
+    variants: dict[str, Path]  # variant name -> its folder, in report order
+    sequence_length: int  # tokens per timed input
+
+
+class BenchmarkRecord(TypedDict):
+    hardware: str
+    variants: list[str]
 
 
 def evaluate_test_split(
@@ -37,57 +50,44 @@ def pytorch_split_metrics(
     return split_metrics(torch_logits(model, tokenizer, texts, max_length, batch_size, pairs), data, split)
 
 
-def split_metrics(logits: np.ndarray, data: PreparedData, split: str) -> dict:
-    return classification_metrics(logits.argmax(-1), data.label_ids(split), len(data.labels))
-
-
 def median_length(tokenizer, texts: list[str], pairs, max_length: int) -> int:
     enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
     return int(np.median([len(ids) for ids in enc["input_ids"]]))
 
 
 def mobile_profile(
-    cfg: MobileProfile, variants: dict[str, Path], tokenizers: dict, data: PreparedData, max_length: int, log
+    cfg: MobileProfile, variants: dict[str, Path], tokenizers: dict, ctx: StageContext
 ) -> dict:
     """Batch 1, 1 thread, at a short and a typical length; peak RSS of a fresh process per variant."""
     from edgecompress.benchmark.memory import peak_rss
 
-    texts, pairs = data.texts("validation")
+    texts, pairs = ctx.data.texts("validation")
     first = next(iter(tokenizers.values()))
-    typical = cfg.typical_length or median_length(first, texts, pairs, max_length)
+    typical = cfg.typical_length or median_length(first, texts, pairs, ctx.max_length)
     latency = []
     for length in sorted({cfg.short_length, typical}):
         latency += measure_latency(
             {name: (folder / "model.onnx", tokenizers[name]) for name, folder in variants.items()},
             texts,
             pairs,
-            length,
-            [1],
-            [1],
-            cfg.runs,
-            cfg.warmup,
+            TimingPlan(length, [1], [1], cfg.runs, cfg.warmup),
         )
-        log(f"  mobile profile: timed {length} tokens")
+        ctx.log(f"  mobile profile: timed {length} tokens")
     memory = {}
     if cfg.memory:
         for name, folder in variants.items():
             feed = fixed_length_inputs(tokenizers[name], texts, 1, typical, pairs)
             memory[name] = peak_rss(folder / "model.onnx", {k: np.asarray(v) for k, v in feed.items()})
-        log("  mobile profile: peak memory measured")
+        ctx.log("  mobile profile: peak memory measured")
     return {"short_length": cfg.short_length, "typical_length": typical, "latency": latency, "memory": memory}
 
 
-def run(
-    cfg: BenchmarkConfig,
-    variants: dict[str, Path],
-    data: PreparedData,
-    max_length: int,
-    sequence_length: int,
-    out_dir: Path,
-    log=print,
-) -> dict:
+def run(cfg: BenchmarkConfig, inputs: BenchmarkInputs, ctx: StageContext, out_dir: Path) -> BenchmarkRecord:
+    """Writes ``benchmark.json`` (every variant's size, accuracy, checks and latencies) and a latency CSV
+    named by hardware."""
     from transformers import AutoTokenizer
 
+    variants = inputs.variants
     tokenizers = {name: AutoTokenizer.from_pretrained(folder) for name, folder in variants.items()}
     results: dict[str, dict] = {}
     for name, folder in variants.items():
@@ -97,26 +97,22 @@ def run(
             "precision": manifest.get("precision"),
             "size_mb": round(onnx_size_mb(folder), 3),
             "params": manifest.get("params"),
-            **evaluate_test_split(folder, tokenizers[name], data, max_length, cfg.eval_batch_size),
+            **evaluate_test_split(folder, tokenizers[name], ctx.data, ctx.max_length, cfg.eval_batch_size),
             **{k: manifest[k] for k in CHECKS if manifest.get(k)},
         }
-        log(f"  {name}: accuracy {results[name]['accuracy']:.4f}, {results[name]['size_mb']:.1f} MB")
-    texts, pairs = data.texts("validation")
+        ctx.log(f"  {name}: accuracy {results[name]['accuracy']:.4f}, {results[name]['size_mb']:.1f} MB")
+    texts, pairs = ctx.data.texts("validation")
     latency = measure_latency(
         {name: (folder / "model.onnx", tokenizers[name]) for name, folder in variants.items()},
         texts,
         pairs,
-        sequence_length,
-        cfg.batch_sizes,
-        cfg.threads,
-        cfg.runs,
-        cfg.warmup,
-        progress=lambda msg: log(f"  {msg}"),
+        TimingPlan(inputs.sequence_length, cfg.batch_sizes, cfg.threads, cfg.runs, cfg.warmup),
+        progress=lambda msg: ctx.log(f"  {msg}"),
     )
     record = {"machine": machine_info(), "hardware": hardware_tag(), "variants": results, "latency": latency}
     if cfg.mobile is not None:
-        record["mobile"] = mobile_profile(cfg.mobile, variants, tokenizers, data, max_length, log)
-    (out_dir / "benchmark.json").write_text(json.dumps(record, indent=2))
+        record["mobile"] = mobile_profile(cfg.mobile, variants, tokenizers, ctx)
+    (out_dir / RESULTS_FILE).write_text(json.dumps(record, indent=2))
     with open(out_dir / f"latency-{hardware_tag()}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(latency[0]))
         writer.writeheader()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from edgecompress.context import StageContext
 from edgecompress.data.config import DataConfig
 from edgecompress.data.examples import SPLITS, Example, PreparedData, sort_labels
 from edgecompress.data.sources import SOURCES
@@ -100,7 +101,9 @@ def prepare(cfg: DataConfig, seed: int) -> PreparedData:
     return PreparedData(splits=splits, labels=sort_labels(label_sets["train"]))
 
 
-def run(cfg: DataConfig, seed: int, out_dir: Path) -> PreparedData:
-    data = prepare(cfg, seed)
-    data.save(out_dir)
-    return data
+def run(cfg: DataConfig, inputs: None, ctx: StageContext, out_dir: Path) -> dict:
+    """Writes the three splits and the label list into ``out_dir``; returns their statistics."""
+    data = prepare(cfg, ctx.seed)
+    if ctx.is_main_process:
+        data.save(out_dir)
+    return data.stats()

@@ -27,7 +27,7 @@ class StudentConfig(StageConfig):
     intermediate_size: int | None = Field(None, ge=8)
 
     @model_validator(mode="after")
-    def _consistent(self) -> StudentConfig:
+    def _init_layers_and_heads_fit(self) -> StudentConfig:
         if self.init_layers is not None:
             if len(self.init_layers) != self.num_layers:
                 raise ValueError(
@@ -57,7 +57,7 @@ class LossWeights(StageConfig):
     hidden: float = Field(1.0, ge=0, description="Hidden-state MSE over the layer mapping.")
 
     @model_validator(mode="after")
-    def _some(self) -> LossWeights:
+    def _at_least_one_term(self) -> LossWeights:
         if not any((self.ce, self.kd, self.attention, self.hidden)):
             raise ValueError("all loss weights are 0: nothing to train on")
         return self
@@ -86,3 +86,10 @@ class DistillConfig(StageConfig):
         description="When a student layer has a different head count than its teacher layer: compare "
         "head-averaged attention maps, or refuse the recipe.",
     )
+
+
+class StudentStageConfig(StageConfig):
+    """What the student stage is built from: the student's shape and how it is distilled."""
+
+    student: StudentConfig
+    distill: DistillConfig

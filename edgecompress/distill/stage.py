@@ -2,27 +2,52 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from edgecompress.data.examples import PreparedData
-from edgecompress.distill.config import DistillConfig, StudentConfig
+from edgecompress.context import StageContext
+from edgecompress.distill.config import DistillConfig, StudentStageConfig
 from edgecompress.distill.losses import DistillationLoss
 from edgecompress.errors import RecipeError
+from edgecompress.modeling.layers import heads_per_layer
 from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
 from edgecompress.modeling.student import build_student, evenly_spread
 from edgecompress.training.batching import EncodedSplit, PairedSplit, make_loader, token_id_map
-from edgecompress.training.loop import fit
+from edgecompress.training.loop import TrainingRecord, fit, training_record
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2
 
 
-def heads_per_layer(model: torch.nn.Module) -> list[int]:
-    """Attention heads left in each layer (pruned layers may differ)."""
-    cfg = model.config
-    pruned = {int(k): len(v) for k, v in (getattr(cfg, "pruned_heads", None) or {}).items()}
-    return [cfg.num_attention_heads - pruned.get(i, 0) for i in range(cfg.num_hidden_layers)]
+@dataclass(frozen=True)
+class DistillInputs:
+    teacher_dir: Path
+
+
+@dataclass
+class DistillPair:
+    """The models one distillation trains and reads, and how each reads the text.
+
+    ``tokenizer`` is the student's; ``teacher_tokenizer`` is set when the teacher's differs (e.g. after
+    vocabulary trimming): the teacher then reads its own tokens, see PairedSplit. ``teacher_heads[i]`` names
+    the teacher heads matched one to one by student layer i's heads (None: by position or head-averaged).
+    """
+
+    student: torch.nn.Module
+    teacher: torch.nn.Module
+    tokenizer: object
+    teacher_tokenizer: object | None = None
+    teacher_heads: list | None = None
+
+
+class DistillRecord(TrainingRecord, total=False):
+    student: dict  # how the student was built (build_student's description)
+    layer_mapping: list[int]
+    loss_weights: dict[str, float]
+    attention_loss: str
+    temperature: float
+    aligned_examples: float  # share of examples both tokenizers split alike (trimmed vocabularies)
 
 
 def plan_matching(
@@ -41,7 +66,7 @@ def plan_matching(
             f"teacher layer {bad[0]} does not exist (the teacher has {n_t})", where="distill.layer_mapping"
         )
     if cfg.weights.attention and cfg.head_mismatch == "refuse":
-        s_heads, t_heads = heads_per_layer(student), heads_per_layer(teacher)
+        s_heads, t_heads = heads_per_layer(student.config), heads_per_layer(teacher.config)
         for i, t in enumerate(mapping):
             explicit = teacher_heads is not None and teacher_heads[i] is not None
             if s_heads[i] != t_heads[t] and not explicit:
@@ -69,39 +94,30 @@ def disable_attention_dropout(model: torch.nn.Module) -> int:
     return count
 
 
-def distill(
-    cfg: DistillConfig,
-    student: torch.nn.Module,
-    teacher: torch.nn.Module,
-    tokenizer,
-    data: PreparedData,
-    accelerator,
-    seed: int,
-    max_length: int,
-    desc: str = "distill",
-    teacher_heads: list | None = None,
-    teacher_tokenizer=None,
-) -> dict:
-    """Train ``student`` in place against ``teacher``; returns the training record. Reused by pruning recovery.
-
-    ``tokenizer`` is the student's; give ``teacher_tokenizer`` when the teacher's differs (e.g. after
-    vocabulary trimming): the teacher then reads its own tokens, see PairedSplit.
-    """
-    mapping = plan_matching(cfg, student, teacher, teacher_heads)
+def distill(cfg: DistillConfig, pair: DistillPair, ctx: StageContext, desc: str = "distill") -> DistillRecord:
+    """Train ``pair.student`` in place against ``pair.teacher``; returns the training record. Reused by the
+    pruning recovery."""
+    data, accelerator, max_length = ctx.data, ctx.accelerator, ctx.max_length
+    student, teacher = pair.student, pair.teacher
+    mapping = plan_matching(cfg, student, teacher, pair.teacher_heads)
     if cfg.weights.attention:
         disable_attention_dropout(student)
     loss_module = DistillationLoss(
-        cfg, mapping, student.config.hidden_size, teacher.config.hidden_size, teacher_heads
+        cfg, mapping, student.config.hidden_size, teacher.config.hidden_size, pair.teacher_heads
     )
-    train_split = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), max_length)
-    val_split = EncodedSplit(tokenizer, data.splits["validation"], data.label_ids("validation"), max_length)
+    train_split = EncodedSplit(pair.tokenizer, data.splits["train"], data.label_ids("train"), max_length)
+    val_split = EncodedSplit(
+        pair.tokenizer, data.splits["validation"], data.label_ids("validation"), max_length
+    )
     use_teacher = cfg.weights.uses_teacher
     aligned_share = None
-    if use_teacher and teacher_tokenizer is not None:
+    if use_teacher and pair.teacher_tokenizer is not None:
         teacher_split = EncodedSplit(
-            teacher_tokenizer, data.splits["train"], data.label_ids("train"), max_length
+            pair.teacher_tokenizer, data.splits["train"], data.label_ids("train"), max_length
         )
-        train_split = PairedSplit(train_split, teacher_split, token_id_map(tokenizer, teacher_tokenizer))
+        train_split = PairedSplit(
+            train_split, teacher_split, token_id_map(pair.tokenizer, pair.teacher_tokenizer)
+        )
         aligned_share = sum(train_split.aligned) / len(train_split)
     teacher.to(accelerator.device).eval()
     for p in teacher.parameters():
@@ -125,69 +141,43 @@ def distill(
     outcome = fit(
         accelerator,
         student,
-        make_loader(train_split, cfg.training.batch_size, shuffle=True, seed=seed),
-        make_loader(val_split, cfg.training.eval_batch_size, shuffle=False, seed=seed),
+        make_loader(train_split, cfg.training.batch_size, shuffle=True, seed=ctx.seed),
+        make_loader(val_split, cfg.training.eval_batch_size, shuffle=False, seed=ctx.seed),
         cfg.training,
         loss_fn,
-        num_labels=len(data.labels),
         desc=desc,
         extra_modules=(loss_module,) if any(True for _ in loss_module.parameters()) else (),
     )
-    return {
+    record: DistillRecord = {
         "layer_mapping": mapping,
         "loss_weights": cfg.weights.model_dump(),
         "attention_loss": cfg.attention_loss,
         "temperature": cfg.temperature,
-        "validation": outcome.best_metrics,
-        "best_step": outcome.best_step,
-        "steps": outcome.steps,
-        "train_seconds": round(outcome.seconds, 1),
-        "processes": accelerator.num_processes,
-        "examples_per_process": outcome.examples_per_process,
-        "history": outcome.history,
-        **({"aligned_examples": round(aligned_share, 4)} if aligned_share is not None else {}),
+        **training_record(outcome, accelerator),
     }
+    if aligned_share is not None:
+        record["aligned_examples"] = round(aligned_share, 4)
+    return record
 
 
 def _same_vocab(a, b) -> bool:
     return a.get_vocab() == b.get_vocab()
 
 
-def run(
-    student_cfg: StudentConfig,
-    cfg: DistillConfig,
-    data: PreparedData,
-    teacher_dir: Path,
-    out_dir: Path,
-    accelerator,
-    seed: int,
-    max_length: int,
-) -> dict:
-    teacher_src = resolve(str(teacher_dir), "teacher")
-    teacher, _ = load_classifier(teacher_src, data.labels)
+def run(cfg: StudentStageConfig, inputs: DistillInputs, ctx: StageContext, out_dir: Path) -> DistillRecord:
+    """Build the student from the teacher in ``inputs.teacher_dir``, distil it, save it to ``out_dir``."""
+    teacher_src = resolve(str(inputs.teacher_dir), "teacher")
+    teacher, _ = load_classifier(teacher_src, ctx.data.labels)
     tokenizer = load_tokenizer(teacher_src)
-    student, built = build_student(teacher, student_cfg, data.labels)
-    student_tok, teacher_tok = tokenizer, None
-    if student_cfg.model is not None:
-        own = load_tokenizer(resolve(student_cfg.model, "student.model"))
+    student, built = build_student(teacher, cfg.student, ctx.data.labels)
+    pair = DistillPair(student, teacher, tokenizer)
+    if cfg.student.model is not None:
+        own = load_tokenizer(resolve(cfg.student.model, "student.model"))
         if not _same_vocab(own, tokenizer):  # the teacher reads its own tokens; see PairedSplit
-            student_tok, teacher_tok = own, tokenizer
-    record = {
-        "student": built,
-        **distill(
-            cfg,
-            student,
-            teacher,
-            student_tok,
-            data,
-            accelerator,
-            seed,
-            max_length,
-            teacher_tokenizer=teacher_tok,
-        ),
-    }
-    if accelerator.is_main_process:
-        student = accelerator.unwrap_model(student).to("cpu")
+            pair = DistillPair(student, teacher, own, teacher_tokenizer=tokenizer)
+    record: DistillRecord = {"student": built, **distill(cfg.distill, pair, ctx)}
+    if ctx.accelerator.is_main_process:
+        student = ctx.accelerator.unwrap_model(student).to("cpu")
         student.save_pretrained(out_dir, safe_serialization=True)
-        student_tok.save_pretrained(out_dir)
+        pair.tokenizer.save_pretrained(out_dir)
     return record

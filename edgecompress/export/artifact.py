@@ -6,11 +6,34 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import TypedDict
 
 from edgecompress import __version__
 
 MANIFEST = "manifest.json"
 _NOT_HASHED = {MANIFEST, "stage.json"}
+
+
+class ArtifactChecks(TypedDict, total=False):
+    """What a quantizer checked about its own artifact; the benchmark and the report carry these along."""
+
+    accuracy_guard: dict  # int8: validation accuracy vs fp32, node groups kept in float (quantize/guard.py)
+    inc_vs_onnx: dict  # weight-only: INC's PyTorch model vs the ONNX artifact (argmax agreement, max delta)
+    autotune: dict | None  # weight-only autotune: every trial and the choice
+
+
+CHECKS = tuple(ArtifactChecks.__annotations__)
+
+
+class ArtifactInfo(ArtifactChecks, total=False):
+    """What the export and quantize stages record about an artifact (their stage record, and the manifest)."""
+
+    precision: str
+    params: int
+    labels: list[str]
+    source_model: str  # the PyTorch model folder it was exported from (fp32 variants)
+    source_variant: str  # the fp32 variant it was quantized from
+    parity_vs_pytorch: dict
 
 
 def sha256_file(path: Path) -> str:

@@ -2,43 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from edgecompress.data.examples import PreparedData
-from edgecompress.export.artifact import write_manifest
+from edgecompress.context import StageContext
+from edgecompress.export.artifact import ArtifactInfo, write_manifest
 from edgecompress.export.config import ExportConfig
 from edgecompress.export.onnx import check_parity, export
+from edgecompress.modeling.layers import count_parameters
 from edgecompress.modeling.loading import load_saved_classifier
 
 STAGE_VERSION = 1
 
 
-def count_parameters(model) -> int:
-    return int(sum(p.numel() for p in model.parameters()))
+@dataclass(frozen=True)
+class ExportInputs:
+    model_dir: Path  # a PyTorch classifier folder (safetensors + tokenizer)
+    variant: str  # the variant's name, e.g. student-fp32
 
 
-def run(
-    cfg: ExportConfig,
-    model_dir: Path,
-    data: PreparedData,
-    out_dir: Path,
-    variant: str,
-    recipe: dict,
-    max_length: int,
-) -> dict:
+def run(cfg: ExportConfig, inputs: ExportInputs, ctx: StageContext, out_dir: Path) -> ArtifactInfo:
     from transformers import AutoTokenizer
 
-    model = load_saved_classifier(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = load_saved_classifier(inputs.model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(inputs.model_dir)
     onnx_path = export(model, tokenizer, out_dir, cfg.opset)
-    texts, pairs = data.texts("validation", cfg.parity_samples)
-    parity = check_parity(model, tokenizer, onnx_path, texts, max_length, cfg.parity_atol, pairs)
-    info = {
+    texts, pairs = ctx.data.texts("validation", cfg.parity_samples)
+    parity = check_parity(model, tokenizer, onnx_path, texts, ctx.max_length, cfg.parity_atol, pairs)
+    info: ArtifactInfo = {
         "precision": "fp32",
         "params": count_parameters(model),
-        "source_model": str(model_dir),
+        "source_model": str(inputs.model_dir),
         "parity_vs_pytorch": parity,
-        "labels": data.labels,
+        "labels": ctx.data.labels,
     }
-    write_manifest(out_dir, variant, recipe, info)
+    write_manifest(out_dir, inputs.variant, ctx.recipe, info)
     return info

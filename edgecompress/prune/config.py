@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from edgecompress.config_base import StageConfig
+from edgecompress.distill.config import DistillConfig
 from edgecompress.training.config import TrainingConfig
 
 
@@ -34,7 +35,7 @@ class HeadPruningConfig(StageConfig):
     )
 
     @model_validator(mode="after")
-    def _target(self) -> HeadPruningConfig:
+    def _mode_has_its_target(self) -> HeadPruningConfig:
         if self.mode == "threshold" and self.threshold is None:
             raise ValueError("mode 'threshold' needs 'threshold'")
         if self.mode == "structured" and (self.fraction is None) == (self.count is None):
@@ -62,7 +63,7 @@ class FfnPruningConfig(StageConfig):
     )
 
     @model_validator(mode="after")
-    def _one(self) -> FfnPruningConfig:
+    def _fraction_or_count(self) -> FfnPruningConfig:
         if self.fraction is not None and self.count is not None:
             raise ValueError("give 'fraction' or 'count', not both")
         return self
@@ -90,6 +91,7 @@ class PruneConfig(StageConfig):
         "attention entropy, or weight magnitude. FFN units use gradient gates, or magnitude otherwise.",
     )
     importance_batches: int = Field(32, ge=1, description="Training batches used to estimate importance.")
+    importance_batch_size: int = Field(32, ge=1, description="Examples per importance batch.")
     heads: HeadPruningConfig = Field(default_factory=HeadPruningConfig)
     ffn: FfnPruningConfig = Field(default_factory=FfnPruningConfig)
     vocab: VocabTrimConfig = Field(default_factory=VocabTrimConfig)
@@ -100,9 +102,16 @@ class PruneConfig(StageConfig):
     )
 
     @model_validator(mode="after")
-    def _something(self) -> PruneConfig:
+    def _prunes_something(self) -> PruneConfig:
         if self.heads.mode == "none" and not self.ffn.enabled and not self.vocab.enabled:
             raise ValueError("nothing to prune: set heads.mode, ffn.fraction/count or vocab.enabled")
         if self.steps > 1 and self.heads.mode == "threshold":
             raise ValueError("iterative pruning (steps > 1) needs structured targets, not a threshold")
         return self
+
+
+class PruneStageConfig(StageConfig):
+    """What the prune stage is built from: the pruning, and the distillation its recovery repeats."""
+
+    prune: PruneConfig
+    distill: DistillConfig

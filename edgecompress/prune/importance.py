@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgecompress.prune.surgery import layer_parts
+from edgecompress.modeling.layers import layer_parts
 
 
 def normalise_per_layer(scores: list[np.ndarray]) -> list[np.ndarray]:

@@ -1,29 +1,64 @@
-"""Prune stage: score heads and units on the distilled student, remove them physically, recover by
-distillation (optionally in several steps), then trim the vocabulary."""
+"""Prune stage: trim the vocabulary first (so that recovery teaches the student its new tokenisation), then
+score heads and feed-forward units on the distilled student, remove them physically and recover by
+distillation, optionally in several steps.
+
+The targets were checked against the shapes before any training (``prune.select.check_targets``, called by
+the run's preflight).
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
-from edgecompress.data.examples import PreparedData
-from edgecompress.distill.config import DistillConfig
-from edgecompress.distill.stage import distill
+from edgecompress.context import StageContext
+from edgecompress.distill.stage import DistillPair, distill
+from edgecompress.modeling.layers import count_parameters, ffn_sizes, head_counts, surviving_heads
 from edgecompress.modeling.loading import load_saved_classifier
 from edgecompress.modeling.student import evenly_spread
 from edgecompress.prune import surgery
-from edgecompress.prune.config import PruneConfig
+from edgecompress.prune.config import PruneConfig, PruneStageConfig
 from edgecompress.prune.importance import importance
-from edgecompress.prune.select import check_targets, fraction_of, select_heads, select_units, step_target
+from edgecompress.prune.select import fraction_of, select_heads, select_units, step_target
 from edgecompress.prune.vocab import kept_token_ids, trim_vocabulary
 from edgecompress.training.batching import EncodedSplit, make_loader
 
-STAGE_VERSION = 2
+STAGE_VERSION = 3
 IMPORTANCE_FILE = "importance.json"
 
 
-def _count(model) -> int:
-    return int(sum(p.numel() for p in model.parameters()))
+@dataclass(frozen=True)
+class PruneInputs:
+    student_dir: Path
+    teacher_dir: Path
+    init_layers: list[int] | None  # teacher layers the student's layers were copied from (None: random)
+
+
+class PrunedLayer(TypedDict):
+    layer: int  # the student layer it was
+    heads_kept: int
+    heads_total: int
+    head_ids: list[int]
+    units_kept: int
+    units_total: int
+
+
+class PruneRecord(TypedDict, total=False):
+    params_before: int
+    params_after: int
+    heads_before: int
+    heads_after: int
+    units_before: int
+    units_after: int
+    layers: list[PrunedLayer]
+    dropped_layers: list[int]
+    vocab: dict | None  # before / after word-pieces and min_frequency, when trimmed
+    steps: list[dict]
+    validation: dict | None  # after the last recovery
+    removed_head_share: float
+    removed_unit_share: float
 
 
 def _targets(cfg: PruneConfig, heads0: list[int], units0: list[int]) -> tuple[int | None, int | None]:
@@ -57,52 +92,41 @@ def _teacher_heads(
         return None
     if student.config.num_attention_heads != teacher.config.num_attention_heads:
         return None
-    return surgery.surviving_heads(student)
+    return surviving_heads(student.config)
 
 
-def run(
-    cfg: PruneConfig,
-    distill_cfg: DistillConfig,
-    student_dir: Path,
-    teacher_dir: Path,
-    data: PreparedData,
-    out_dir: Path,
-    accelerator,
-    seed: int,
-    max_length: int,
-    init_layers: list[int] | None,
-) -> dict:
+def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: Path) -> PruneRecord:
     from transformers import AutoTokenizer
 
-    student = load_saved_classifier(student_dir)
-    teacher = load_saved_classifier(teacher_dir)
-    tokenizer = teacher_tokenizer = AutoTokenizer.from_pretrained(student_dir)
-    heads0, units0 = surgery.head_counts(student), surgery.ffn_sizes(student)
-    check_targets(cfg, heads0, units0)
-    params0 = _count(student)
+    prune, data, accelerator = cfg.prune, ctx.data, ctx.accelerator
+    student = load_saved_classifier(inputs.student_dir)
+    teacher = load_saved_classifier(inputs.teacher_dir)
+    tokenizer = teacher_tokenizer = AutoTokenizer.from_pretrained(inputs.student_dir)
+    heads0, units0 = head_counts(student), ffn_sizes(student)
+    params0 = count_parameters(student)
     n_teacher = teacher.config.num_hidden_layers
-    mapping0 = distill_cfg.layer_mapping or evenly_spread(n_teacher, len(heads0))
+    mapping0 = cfg.distill.layer_mapping or evenly_spread(n_teacher, len(heads0))
     layer_origin = list(range(len(heads0)))
     vocab = None
-    if cfg.vocab.enabled:  # first, so that recovery teaches the student its new tokenisation
+    if prune.vocab.enabled:  # first, so that recovery teaches the student its new tokenisation
         texts, pairs = data.texts("train")
-        keep = kept_token_ids(tokenizer, texts, pairs, max_length, cfg.vocab.min_frequency)
+        keep = kept_token_ids(tokenizer, texts, pairs, ctx.max_length, prune.vocab.min_frequency)
         before = len(tokenizer.get_vocab())
         tokenizer = trim_vocabulary(student, tokenizer, keep)
-        vocab = {"before": before, "after": len(keep), "min_frequency": cfg.vocab.min_frequency}
-    train = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), max_length)
-    loader = make_loader(train, cfg.recovery.batch_size if cfg.recovery else 32, shuffle=True, seed=seed)
-    batches = [b for _, b in zip(range(cfg.importance_batches), loader, strict=False)]
-    total_heads, total_units = _targets(cfg, heads0, units0)
+        vocab = {"before": before, "after": len(keep), "min_frequency": prune.vocab.min_frequency}
+    train = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), ctx.max_length)
+    loader = make_loader(train, prune.importance_batch_size, shuffle=True, seed=ctx.seed)
+    batches = [b for _, b in zip(range(prune.importance_batches), loader, strict=False)]
+    total_heads, total_units = _targets(prune, heads0, units0)
     removed_heads = removed_units = 0
     steps, first_scores = [], None
-    for step in range(1, cfg.steps + 1):
-        head_scores, unit_scores = importance(student, batches, cfg.importance)
-        n_h = None if total_heads is None else step_target(total_heads, step, cfg.steps, removed_heads)
-        n_u = None if total_units is None else step_target(total_units, step, cfg.steps, removed_units)
-        drop_h = select_heads(head_scores, cfg.heads, n_h)
-        drop_u = select_units(unit_scores, cfg.ffn, n_u)
-        alive_before = surgery.surviving_heads(student)
+    for step in range(1, prune.steps + 1):
+        head_scores, unit_scores = importance(student, batches, prune.importance)
+        n_h = None if total_heads is None else step_target(total_heads, step, prune.steps, removed_heads)
+        n_u = None if total_units is None else step_target(total_units, step, prune.steps, removed_units)
+        drop_h = select_heads(head_scores, prune.heads, n_h)
+        drop_u = select_units(unit_scores, prune.ffn, n_u)
+        alive_before = surviving_heads(student.config)
         if first_scores is None:  # scores over the original heads, for the heat map
             first_scores = {
                 "heads": [s.tolist() for s in head_scores],
@@ -110,17 +134,17 @@ def run(
             }
         surgery.remove_units(student, drop_u)
         surgery.remove_heads(student, drop_h)
-        emptied = [i for i, n in enumerate(surgery.head_counts(student)) if n == 0]
+        emptied = [i for i, n in enumerate(head_counts(student)) if n == 0]
         surgery.drop_layers(student, emptied)
         dropped = [layer_origin[i] for i in emptied]
         layer_origin = [o for i, o in enumerate(layer_origin) if i not in set(emptied)]
-        per_layer = cfg.heads.scope == "per_layer" and cfg.heads.mode == "structured"
+        per_layer = prune.heads.scope == "per_layer" and prune.heads.mode == "structured"
         removed_heads += (
             max(len(v) for v in drop_h.values()) if per_layer else sum(len(v) for v in drop_h.values())
         )
         removed_units += (
             max(len(v) for v in drop_u.values())
-            if cfg.ffn.scope == "per_layer"
+            if prune.ffn.scope == "per_layer"
             else sum(len(v) for v in drop_u.values())
         )
         record = {
@@ -128,26 +152,25 @@ def run(
             "removed_heads": {str(i): [alive_before[i][h] for h in hs] for i, hs in drop_h.items() if hs},
             "removed_units": {str(i): len(us) for i, us in drop_u.items() if us},
             "dropped_layers": dropped,
-            "heads_per_layer": surgery.head_counts(student),
-            "units_per_layer": surgery.ffn_sizes(student),
+            "heads_per_layer": head_counts(student),
+            "units_per_layer": ffn_sizes(student),
         }
-        if cfg.recovery is not None:
-            recovery = distill_cfg.model_copy(
-                update={"training": cfg.recovery, "layer_mapping": [mapping0[o] for o in layer_origin]}
+        if prune.recovery is not None:
+            recovery = cfg.distill.model_copy(
+                update={"training": prune.recovery, "layer_mapping": [mapping0[o] for o in layer_origin]}
             )
-            t_heads = _teacher_heads(student, teacher, recovery.layer_mapping, init_layers, layer_origin)
-            rec = distill(
-                recovery,
+            t_heads = _teacher_heads(
+                student, teacher, recovery.layer_mapping, inputs.init_layers, layer_origin
+            )
+            pair = DistillPair(
                 student,
                 teacher,
                 tokenizer,
-                data,
-                accelerator,
-                seed + step,
-                max_length,
-                desc=f"recover {step}/{cfg.steps}",
-                teacher_heads=t_heads,
                 teacher_tokenizer=teacher_tokenizer if tokenizer is not teacher_tokenizer else None,
+                teacher_heads=t_heads,
+            )
+            rec = distill(
+                recovery, pair, ctx.with_seed(ctx.seed + step), desc=f"recover {step}/{prune.steps}"
             )
             record["recovery"] = {
                 k: rec[k]
@@ -159,21 +182,21 @@ def run(
             )
         steps.append(record)
     student = accelerator.unwrap_model(student).to("cpu").eval()
-    alive = surgery.surviving_heads(student)
-    result = {
+    alive = surviving_heads(student.config)
+    result: PruneRecord = {
         "params_before": params0,
-        "params_after": _count(student),
+        "params_after": count_parameters(student),
         "heads_before": sum(heads0),
-        "heads_after": sum(surgery.head_counts(student)),
+        "heads_after": sum(head_counts(student)),
         "units_before": sum(units0),
-        "units_after": sum(surgery.ffn_sizes(student)),
+        "units_after": sum(ffn_sizes(student)),
         "layers": [
             {
                 "layer": o,
                 "heads_kept": len(alive[i]),
                 "heads_total": heads0[o],
                 "head_ids": alive[i],
-                "units_kept": surgery.ffn_sizes(student)[i],
+                "units_kept": ffn_sizes(student)[i],
                 "units_total": units0[o],
             }
             for i, o in enumerate(layer_origin)
@@ -187,7 +210,7 @@ def run(
         student.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
         scores = {
-            "method": cfg.importance,
+            "method": prune.importance,
             "normalisation": "per-layer L2",
             **first_scores,
             "pruned_heads": {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -105,12 +105,12 @@ class WeightOnlyAutotuneConfig(StageConfig):
 
     @field_validator("group_sizes")
     @classmethod
-    def _sizes(cls, values: list[int]) -> list[int]:
+    def _power_of_two_sizes(cls, values: list[int]) -> list[int]:
         return [_block_size(v) for v in values]
 
     @field_validator("keep_fp32_options")
     @classmethod
-    def _patterns(cls, options: list[list[str]]) -> list[list[str]]:
+    def _valid_regex_sets(cls, options: list[list[str]]) -> list[list[str]]:
         return [_regexes(o) for o in options]
 
 
@@ -161,12 +161,12 @@ class WeightOnlyConfig(VariantBase):
 
     @field_validator("group_size")
     @classmethod
-    def _size(cls, value: int) -> int:
+    def _power_of_two_size(cls, value: int) -> int:
         return _block_size(value)
 
     @field_validator("keep_fp32")
     @classmethod
-    def _patterns(cls, patterns: list[str]) -> list[str]:
+    def _valid_regexes(cls, patterns: list[str]) -> list[str]:
         return _regexes(patterns)
 
     @model_validator(mode="after")
@@ -177,6 +177,15 @@ class WeightOnlyConfig(VariantBase):
         return self
 
 
-QuantVariantConfig = Annotated[
-    Int8DynamicConfig | Int8StaticConfig | WeightOnlyConfig, Field(discriminator="method")
-]
+# Every quantization method's config; the recipe's union of variants and its error messages derive from it.
+VARIANT_CONFIGS = (Int8DynamicConfig, Int8StaticConfig, WeightOnlyConfig)
+
+QuantVariantConfig = Annotated[Union[VARIANT_CONFIGS], Field(discriminator="method")]  # noqa: UP007
+
+
+def method_tag(config_type: type[VariantBase]) -> str:
+    """The ``method`` value that selects ``config_type`` in a recipe."""
+    return config_type.model_fields["method"].default
+
+
+METHODS = tuple(method_tag(c) for c in VARIANT_CONFIGS)

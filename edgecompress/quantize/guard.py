@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompress.quantize.registry import QuantContext
+from edgecompress.export.artifact import ArtifactChecks
+from edgecompress.quantize.context import QuantContext
+from edgecompress.training.metrics import split_metrics
 
 _LAYER = re.compile(r"(?:layer|layers|block|blocks|h)[._](\d+)$")
 
@@ -51,11 +53,12 @@ def node_groups(onnx_path: Path, op_types: list[str]) -> dict[str, list[str]]:
     return groups
 
 
-def _accuracy(onnx_path: Path, tokenizer, texts, pairs, labels, max_length: int) -> tuple[float, np.ndarray]:
+def _validation_accuracy(onnx_path: Path, tokenizer, ctx: QuantContext) -> tuple[float, np.ndarray]:
     from edgecompress.export.onnx import ort_logits, ort_session
 
-    logits = ort_logits(ort_session(onnx_path), tokenizer, texts, max_length, 64, pairs)
-    return float(np.mean(logits.argmax(-1) == labels)), logits
+    texts, pairs = ctx.data.texts("validation")
+    logits = ort_logits(ort_session(onnx_path), tokenizer, texts, ctx.max_length, 64, pairs)
+    return split_metrics(logits, ctx.data, "validation")["accuracy"], logits
 
 
 def _replace_folder(src: Path, dst: Path) -> None:
@@ -68,27 +71,23 @@ def _replace_folder(src: Path, dst: Path) -> None:
 
 def guard(
     cfg, qconfig, build: Callable[[Path, object], None], source_dir: Path, out_dir: Path, ctx: QuantContext
-) -> dict:
+) -> ArtifactChecks:
     """``build(folder, qconfig)`` quantizes into ``folder``; runs it once, then the fallback if needed.
 
-    Returns ``{"accuracy_guard": ...}`` (empty when the variant has no ``max_accuracy_drop``).
+    Returns the ``accuracy_guard`` check (empty when the variant has no ``max_accuracy_drop``).
     """
     build(out_dir, qconfig)
     if cfg.max_accuracy_drop is None:
-        return {}
+        return ArtifactChecks()
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source_dir)
-    texts, pairs = ctx.data.texts("validation")
-    labels = np.asarray(ctx.data.label_ids("validation"))
-    fp32_acc, fp32_logits = _accuracy(
-        source_dir / "model.onnx", tokenizer, texts, pairs, labels, ctx.max_length
-    )
+    fp32_acc, fp32_logits = _validation_accuracy(source_dir / "model.onnx", tokenizer, ctx)
 
     def drop(acc: float) -> float:
         return 100 * (fp32_acc - acc)
 
-    acc, _ = _accuracy(out_dir / "model.onnx", tokenizer, texts, pairs, labels, ctx.max_length)
+    acc, _ = _validation_accuracy(out_dir / "model.onnx", tokenizer, ctx)
     record = {
         "max_accuracy_drop": cfg.max_accuracy_drop,
         "fp32_validation_accuracy": fp32_acc,
@@ -102,7 +101,7 @@ def guard(
     if drop(acc) > cfg.max_accuracy_drop and cfg.max_fallback_steps > 0:
         groups = node_groups(source_dir / "model.onnx", qconfig.operators_to_quantize)
         n = cfg.sensitivity_samples
-        sub_texts, sub_pairs = texts[:n], None if pairs is None else pairs[:n]
+        sub_texts, sub_pairs = ctx.data.texts("validation", n)
 
         def excluding(names: list[str], tag: str) -> Path:
             folder = ctx.scratch / f"fallback-{tag}"
@@ -127,7 +126,7 @@ def guard(
         for step, group in enumerate(ranked[: cfg.max_fallback_steps], 1):
             excluded.append(group)
             folder = excluding([n for g in excluded for n in groups[g]], f"step{step}")
-            acc, _ = _accuracy(folder / "model.onnx", tokenizer, texts, pairs, labels, ctx.max_length)
+            acc, _ = _validation_accuracy(folder / "model.onnx", tokenizer, ctx)
             record["steps"].append(
                 {"excluded_groups": list(excluded), "validation_accuracy": acc, "drop_pts": drop(acc)}
             )
@@ -142,4 +141,4 @@ def guard(
     record["validation_accuracy"] = best["accuracy"]
     record["drop_pts"] = drop(best["accuracy"])
     record["within_tolerance"] = record["drop_pts"] <= cfg.max_accuracy_drop
-    return {"accuracy_guard": record}
+    return ArtifactChecks(accuracy_guard=record)

@@ -8,29 +8,26 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import logging
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 from edgecompress.errors import StageError
+from edgecompress.quiet import quiet_loggers
 
-
-def _silence() -> None:
-    for name in ("neural_compressor", "torchao"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+_INC_LOGGERS = ("neural_compressor", "torchao")
 
 
 @contextlib.contextmanager
 def quiet_inc():
     """INC logs every layer at INFO and prints its tuning tables to stdout: the user sees neither."""
-    _silence()
+    quiet_loggers(_INC_LOGGERS)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
-        _silence()
+        quiet_loggers(_INC_LOGGERS)  # INC resets its logger's level while it works
 
 
 def import_inc():
@@ -83,8 +80,8 @@ def quantize(model, config, calibrate: Callable | None):
         return incq.convert(prepared)
 
 
-def quantized_layers(model) -> dict:
-    """``{module name: (bits, group_size, symmetric)}`` for INC's weight-only layers in ``model``."""
+def quantized_layers(model) -> dict[str, tuple[int, int]]:
+    """``{module name: (bits, group_size)}`` for INC's weight-only layers in ``model``."""
     from neural_compressor.torch.algorithms.weight_only.modules import INCWeightOnlyLinear
 
     out = {}
@@ -102,7 +99,10 @@ def autotune(
     calibrate: Callable,
     prepare_trial: Callable,
 ) -> tuple[object, dict]:
-    """INC's ``autotune`` over ``trials`` (dicts with algorithm, group_size, fp32, config), in order.
+    """INC's ``autotune`` over ``trials``, in order; returns ``(INC's chosen model, the tuning record)``.
+
+    Each trial is a dict with ``algorithm``, ``group_size``, ``keep_fp32`` (the patterns), ``quantized`` (the
+    layer names meant to be quantized) and ``config`` (INC's config object).
 
     ``evaluate(model) -> accuracy`` scores the fp32 baseline first, then each trial's model after
     ``prepare_trial(model)`` (which applies what the ONNX artifact adds, e.g. quantized embeddings).

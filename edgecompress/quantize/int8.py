@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 from pathlib import Path
-
-import numpy as np
 
 from edgecompress.benchmark.machine import isa_preset
 from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig
+from edgecompress.quantize.context import QuantContext, calibration_samples
 from edgecompress.quantize.guard import guard
-from edgecompress.quantize.registry import QuantContext, register
+from edgecompress.quantize.registry import register
 
 
 def _preset(name: str) -> str:
@@ -60,17 +58,6 @@ def _working_dir(path: Path):
         os.chdir(before)
 
 
-def calibration_samples(ctx: QuantContext, tokenizer, n: int) -> list[dict[str, np.ndarray]]:
-    """``n`` training examples (seeded choice), one dict of int64 arrays each, unpadded."""
-    train = ctx.data.splits["train"]
-    chosen = sorted(random.Random(ctx.seed).sample(range(len(train)), min(n, len(train))))
-    texts = [train[i].text for i in chosen]
-    pairs = [train[i].text_pair for i in chosen] if train[0].text_pair is not None else None
-    enc = tokenizer(texts, pairs, truncation=True, max_length=ctx.max_length)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-    return [{k: np.asarray(enc[k][i], dtype=np.int64) for k in keys} for i in range(len(texts))]
-
-
 @register(Int8StaticConfig)
 def int8_static(cfg: Int8StaticConfig, source_dir: Path, out_dir: Path, ctx: QuantContext) -> dict:
     from onnxruntime.quantization import CalibrationMethod
@@ -79,20 +66,20 @@ def int8_static(cfg: Int8StaticConfig, source_dir: Path, out_dir: Path, ctx: Qua
     from transformers import AutoTokenizer
 
     preset, qconfig = _qconfig(cfg, is_static=True)
-    method = {
-        "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-        "entropy": CalibrationMethod.Entropy,
-    }
+    # Built by hand: AutoCalibrationConfig reads a `datasets.Dataset`'s attributes, and our samples are a list.
+    # Histogram sizes are AutoCalibrationConfig's (and ONNX Runtime's) defaults per method.
+    method, histogram = {
+        "minmax": (CalibrationMethod.MinMax, {}),
+        "percentile": (CalibrationMethod.Percentile, {"num_bins": 2048, "percentile": cfg.percentile}),
+        "entropy": (CalibrationMethod.Entropy, {"num_bins": 128, "num_quantized_bins": 128}),
+    }[cfg.calibration_method]
     calibration = CalibrationConfig(
         dataset_name="edgecompress-train",
         dataset_config_name="default",
         dataset_split="train",
         dataset_num_samples=cfg.calibration_samples,
-        method=method[cfg.calibration_method],
-        num_bins=2048 if cfg.calibration_method != "minmax" else None,
-        num_quantized_bins=128 if cfg.calibration_method == "entropy" else None,
-        percentile=cfg.percentile if cfg.calibration_method == "percentile" else None,
+        method=method,
+        **histogram,
     )
     samples = calibration_samples(ctx, AutoTokenizer.from_pretrained(source_dir), cfg.calibration_samples)
     # the calibrator runs in the scratch directory: make every path absolute first

@@ -14,13 +14,11 @@ import re
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from edgecompress.errors import RecipeError, StageError
 from edgecompress.export.artifact import MANIFEST, read_manifest
 from edgecompress.quantize import inc
 from edgecompress.quantize.config import WeightOnlyConfig
-from edgecompress.quantize.int8 import calibration_samples
+from edgecompress.quantize.context import QuantContext, calibration_samples
 from edgecompress.quantize.nbits import (
     BlockQuantized,
     find_weight_nodes,
@@ -28,7 +26,8 @@ from edgecompress.quantize.nbits import (
     rewrite_graph,
     unpack_inc_linear,
 )
-from edgecompress.quantize.registry import QuantContext, register
+from edgecompress.quantize.registry import register
+from edgecompress.training.metrics import split_metrics
 
 _NOT_COPIED = {MANIFEST, "stage.json", "model.onnx", "ort_config.json"}
 _TABLES_APPLIED = "_edgecompress_quantized_tables"
@@ -139,11 +138,10 @@ def weight_only(cfg: WeightOnlyConfig, source_dir: Path, out_dir: Path, ctx: Qua
             model(**{k: torch.from_numpy(v)[None] for k, v in sample.items()})
 
     texts, pairs = ctx.data.texts("validation")
-    labels = np.asarray(ctx.data.label_ids("validation"))
 
     def accuracy(model) -> float:
         logits = torch_logits(model, tokenizer, texts, ctx.max_length, batch_size=64, pairs=pairs)
-        return float(np.mean(logits.argmax(-1) == labels))
+        return split_metrics(logits, ctx.data, "validation")["accuracy"]
 
     def fp32_names(keep: set[str]) -> list[str]:
         return sorted(set(linears) - set(names) | keep)
@@ -228,8 +226,8 @@ def weight_only(cfg: WeightOnlyConfig, source_dir: Path, out_dir: Path, ctx: Qua
         "graph": graph_info,
         "inc_vs_onnx": agreement,
         "validation_accuracy": {
-            "inc_pytorch": float(np.mean(reference.argmax(-1) == labels)),
-            "onnx": float(np.mean(candidate.argmax(-1) == labels)),
+            "inc_pytorch": split_metrics(reference, ctx.data, "validation")["accuracy"],
+            "onnx": split_metrics(candidate, ctx.data, "validation")["accuracy"],
         },
         "autotune": tuning,
     }

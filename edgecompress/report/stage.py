@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecompress.benchmark.machine import machine_line
+from edgecompress.benchmark.stage import RESULTS_FILE
+from edgecompress.context import StageContext
 from edgecompress.export.artifact import add_metrics
+from edgecompress.prune.stage import IMPORTANCE_FILE, PruneRecord
 from edgecompress.report import plots
 from edgecompress.report.config import ReportConfig
 from edgecompress.report.tables import (
@@ -18,6 +22,17 @@ from edgecompress.report.tables import (
     write_csv,
     write_json,
 )
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    benchmark_dir: Path  # the benchmark stage's folder (benchmark.json)
+    baseline: str  # the variant ratios are taken against (the teacher fp32)
+    stages: list[dict]  # {name, reused, seconds} per stage of this run
+    prune: PruneRecord | None = None  # the prune stage's record, when the run prunes
+    prune_dir: Path | None = None  # its folder (importance.json for the heat map)
+    mobile: dict[str, dict] = field(default_factory=dict)  # variant -> its mobile (.ort) stage record
+
 
 _METRICS = ("accuracy", "f1_macro", "size_mb", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99")
 _EXTRA_METRICS = ("check", "flagged", "peak_rss_mb", "ort_size_mb", "ort_runs")
@@ -121,9 +136,8 @@ def _optional_sections(benchmark: dict, rows: list[dict], baseline: str) -> list
     return md
 
 
-def pruning_section(prune_dir: Path) -> list[str]:
+def pruning_section(rec: PruneRecord) -> list[str]:
     """Per-layer table of heads and feed-forward units kept, and the vocabulary change."""
-    rec = json.loads((prune_dir / "stage.json").read_text())["record"]
     lines = [
         "## Pruning",
         "",
@@ -150,18 +164,11 @@ def pruning_section(prune_dir: Path) -> list[str]:
     return lines + [""]
 
 
-def run(
-    cfg: ReportConfig,
-    benchmark_dir: Path,
-    run_dir: Path,
-    baseline: str,
-    recipe: dict,
-    stages: list[dict],
-    prune_dir: Path | None = None,
-    mobile: dict[str, dict] | None = None,
-) -> dict:
-    """``mobile`` maps the variants converted to .ort to their mobile stage records."""
-    benchmark = json.loads((benchmark_dir / "benchmark.json").read_text())
+def run(cfg: ReportConfig, inputs: ReportInputs, ctx: StageContext, out_dir: Path) -> dict:
+    """Writes report.md, results.csv, report.json and the plots into ``out_dir`` (the run folder)."""
+    run_dir, baseline, mobile = out_dir, inputs.baseline, inputs.mobile
+    recipe, stages = ctx.recipe, inputs.stages
+    benchmark = json.loads((inputs.benchmark_dir / RESULTS_FILE).read_text())
     rows = build_rows(benchmark, baseline, mobile)
     for row in rows:  # record the figures in each deployable artifact too
         add_metrics(
@@ -176,11 +183,11 @@ def run(
         plots.size_per_variant(rows, run_dir / "size_per_variant.png")
         pictures = ["accuracy_vs_latency.png", "size_per_variant.png"]
     prune_lines = []
-    if prune_dir is not None:
-        prune_lines = pruning_section(prune_dir)
+    if inputs.prune is not None:
+        prune_lines = pruning_section(inputs.prune)
         if cfg.plots:
             plots.head_importance_heatmap(
-                json.loads((prune_dir / "importance.json").read_text()), run_dir / "head_importance.png"
+                json.loads((inputs.prune_dir / IMPORTANCE_FILE).read_text()), run_dir / "head_importance.png"
             )
             prune_lines.append("![head importance](head_importance.png)\n")
     stage_lines = [

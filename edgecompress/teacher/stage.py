@@ -6,14 +6,20 @@ from pathlib import Path
 
 import torch.nn.functional as F
 
-from edgecompress.data.examples import PreparedData
+from edgecompress.context import StageContext
 from edgecompress.errors import RecipeError
 from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
 from edgecompress.teacher.config import TeacherConfig
 from edgecompress.training.batching import EncodedSplit, make_loader
-from edgecompress.training.loop import evaluate, fit
+from edgecompress.training.loop import TrainingRecord, evaluate, fit, training_record
 
 STAGE_VERSION = 1
+
+
+class TeacherRecord(TrainingRecord, total=False):
+    source: str
+    had_matching_head: bool
+    finetuned: bool
 
 
 def ce_loss(model, batch, _extras):
@@ -22,10 +28,9 @@ def ce_loss(model, batch, _extras):
     return loss, {"ce": float(loss.detach())}
 
 
-def run(
-    cfg: TeacherConfig, data: PreparedData, out_dir: Path, accelerator, seed: int, max_length: int
-) -> dict:
-    """Writes ``out_dir`` (a transformers model folder with tokenizer) and returns the stage record."""
+def run(cfg: TeacherConfig, inputs: None, ctx: StageContext, out_dir: Path) -> TeacherRecord:
+    """Writes ``out_dir`` (a transformers model folder with tokenizer); the data comes from ``ctx``."""
+    data, accelerator = ctx.data, ctx.accelerator
     src = resolve(cfg.model, "teacher.model", cfg.revision, cfg.trust_remote_code)
     tokenizer = load_tokenizer(src)
     model, has_head = load_classifier(src, data.labels)
@@ -34,31 +39,23 @@ def run(
             f"'never', but '{cfg.model}' has no classification head for the labels {data.labels}",
             where="teacher.finetune",
         )
-    train_split = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), max_length)
-    val_split = EncodedSplit(tokenizer, data.splits["validation"], data.label_ids("validation"), max_length)
-    val_loader = make_loader(val_split, cfg.training.eval_batch_size, shuffle=False, seed=seed)
-    record = {"source": cfg.model, "had_matching_head": has_head}
+    train_split = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), ctx.max_length)
+    val_split = EncodedSplit(
+        tokenizer, data.splits["validation"], data.label_ids("validation"), ctx.max_length
+    )
+    val_loader = make_loader(val_split, cfg.training.eval_batch_size, shuffle=False, seed=ctx.seed)
+    record: TeacherRecord = {"source": cfg.model, "had_matching_head": has_head}
     if cfg.finetune == "always" or (cfg.finetune == "auto" and not has_head):
         outcome = fit(
             accelerator,
             model,
-            make_loader(train_split, cfg.training.batch_size, shuffle=True, seed=seed),
+            make_loader(train_split, cfg.training.batch_size, shuffle=True, seed=ctx.seed),
             val_loader,
             cfg.training,
             ce_loss,
-            num_labels=len(data.labels),
             desc="fine-tune teacher",
         )
-        record.update(
-            finetuned=True,
-            validation=outcome.best_metrics,
-            best_step=outcome.best_step,
-            steps=outcome.steps,
-            train_seconds=round(outcome.seconds, 1),
-            processes=accelerator.num_processes,
-            examples_per_process=outcome.examples_per_process,
-            history=outcome.history,
-        )
+        record.update(finetuned=True, **training_record(outcome, accelerator))
     else:
         model = accelerator.prepare(model)
         record.update(

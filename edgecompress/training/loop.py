@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import torch
 from tqdm.auto import tqdm
@@ -31,6 +32,30 @@ class TrainOutcome:
     examples_per_process: list[int] = field(default_factory=list)  # proves every rank trained on its shard
 
 
+class TrainingRecord(TypedDict, total=False):
+    """What a training stage records about its run (``stage.json``)."""
+
+    validation: dict[str, float]  # the kept checkpoint's validation metrics
+    best_step: int
+    steps: int
+    train_seconds: float
+    processes: int
+    examples_per_process: list[int]
+    history: list[dict]
+
+
+def training_record(outcome: TrainOutcome, accelerator) -> TrainingRecord:
+    return {
+        "validation": outcome.best_metrics,
+        "best_step": outcome.best_step,
+        "steps": outcome.steps,
+        "train_seconds": round(outcome.seconds, 1),
+        "processes": accelerator.num_processes,
+        "examples_per_process": outcome.examples_per_process,
+        "history": outcome.history,
+    }
+
+
 def _param_groups(modules: list[torch.nn.Module], weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for module in modules:
@@ -42,7 +67,9 @@ def _param_groups(modules: list[torch.nn.Module], weight_decay: float) -> list[d
 
 
 @torch.no_grad()
-def evaluate(accelerator, model: torch.nn.Module, loader, num_labels: int) -> dict[str, float]:
+def evaluate(accelerator, model: torch.nn.Module, loader, num_labels: int | None = None) -> dict[str, float]:
+    """Accuracy and macro-F1 over ``loader``, gathered from every process; ``num_labels`` defaults to the
+    model's."""
     model.eval()
     preds, golds = [], []
     for batch in loader:
@@ -51,6 +78,7 @@ def evaluate(accelerator, model: torch.nn.Module, loader, num_labels: int) -> di
         p, g = accelerator.gather_for_metrics((logits.argmax(-1), labels))
         preds.append(p.cpu())
         golds.append(g.cpu())
+    num_labels = num_labels or accelerator.unwrap_model(model).config.num_labels
     return classification_metrics(torch.cat(preds).numpy(), torch.cat(golds).numpy(), num_labels)
 
 
@@ -61,7 +89,6 @@ def fit(
     eval_loader,
     cfg: TrainingConfig,
     loss_fn: LossFn,
-    num_labels: int,
     desc: str,
     extra_modules: tuple[torch.nn.Module, ...] = (),
 ) -> TrainOutcome:
@@ -92,7 +119,7 @@ def fit(
     )
 
     def validate(step: int) -> None:
-        metrics = evaluate(accelerator, model, eval_loader, num_labels)
+        metrics = evaluate(accelerator, model, eval_loader)
         history.append({"step": step, **{f"train_{k}": round(v, 5) for k, v in running.items()}, **metrics})
         if metrics[cfg.select_metric] > best["score"]:
             unwrapped = accelerator.unwrap_model(model)

@@ -20,3 +20,8 @@ def classification_metrics(predictions, labels, num_labels: int | None = None) -
         denom = 2 * tp + fp + fn
         f1s.append(0.0 if denom == 0 else 2 * tp / denom)
     return {"accuracy": float(np.mean(pred == gold)), "f1_macro": float(np.mean(f1s))}
+
+
+def split_metrics(logits: np.ndarray, data, split: str) -> dict[str, float]:
+    """Accuracy and macro-F1 of ``logits`` (one row per example of ``data.splits[split]``, in order)."""
+    return classification_metrics(np.asarray(logits).argmax(-1), data.label_ids(split), len(data.labels))

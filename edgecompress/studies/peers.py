@@ -84,17 +84,16 @@ def stale_fields(built_with: dict, recipe: dict) -> list[str]:
 
 def build_peers(pipe, ours: str) -> dict[str, tuple[str, Path]]:
     """Peer label -> (variant name, folder): builds (or reuses) peers 1-3 as stages of ``pipe``'s run."""
-    from edgecompress.distill.ablation import ablation_student, stage_name
     from edgecompress.pipeline import TEACHER_VARIANT
+    from edgecompress.studies.ablation import ablation_student
 
     ours_dir = finished_variant(pipe.run_dir, ours)
     qcfg = peer_quant_config(pipe.recipe)
-    pipe.export(TEACHER_VARIANT, pipe.teacher(), pipe.keys["teacher"])
+    pipe.export(TEACHER_VARIANT, pipe.teacher())
     peers = {"1": pipe.quantize(TEACHER_VARIANT, qcfg)}
     for label, mode in (("2", "labels"), ("3", "kd")):
-        model_dir = ablation_student(pipe, mode)
         fp32 = f"ablation-{mode}-fp32"
-        pipe.export(fp32, model_dir, pipe.keys[stage_name(mode)])
+        pipe.export(fp32, ablation_student(pipe, mode))
         peers[label] = pipe.quantize(fp32, qcfg)
     out = {label: (folder.name, folder) for label, folder in peers.items()}
     if ours_dir.name in {name for name, _ in out.values()}:

@@ -9,8 +9,6 @@ loss weights differ. Each mode is a cached stage ``ablation/<mode>`` of the reci
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from edgecompress.distill.config import DistillConfig, LossWeights
 from edgecompress.errors import EdgeCompressError
 
@@ -32,6 +30,6 @@ def stage_name(mode: str) -> str:
     return f"ablation/{mode}"
 
 
-def ablation_student(pipe, mode: str) -> Path:
-    """Train (or reuse) the ablation student ``mode`` in ``pipe``'s run folder; returns its model folder."""
+def ablation_student(pipe, mode: str):
+    """Train (or reuse) the ablation student ``mode`` in ``pipe``'s run folder; returns its StageResult."""
     return pipe.student(stage_name(mode), ablation_config(pipe.recipe.distill, mode))

@@ -1,0 +1,36 @@
+"""What a quantizer may need beyond its config, and the calibration samples several of them draw.
+
+A leaf module: the registry, the stage and every handler import it; it imports none of them.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgecompress.data.examples import PreparedData
+
+
+@dataclass
+class QuantContext:
+    """Data for calibration and accuracy checks, the sequence length, a seed, a private scratch folder."""
+
+    data: PreparedData
+    max_length: int
+    seed: int
+    scratch: Path  # a private working folder, deleted afterwards
+    where: str = "quantization"  # the recipe field of this variant, for errors
+
+
+def calibration_samples(ctx: QuantContext, tokenizer, n: int) -> list[dict[str, np.ndarray]]:
+    """``n`` training examples (seeded choice), one dict of int64 arrays each, unpadded."""
+    train = ctx.data.splits["train"]
+    chosen = sorted(random.Random(ctx.seed).sample(range(len(train)), min(n, len(train))))
+    texts = [train[i].text for i in chosen]
+    pairs = [train[i].text_pair for i in chosen] if train[0].text_pair is not None else None
+    enc = tokenizer(texts, pairs, truncation=True, max_length=ctx.max_length)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    return [{k: np.asarray(enc[k][i], dtype=np.int64) for k in keys} for i in range(len(texts))]
