@@ -25,7 +25,7 @@ from edgecompress.prune.select import fraction_of, select_heads, select_units, s
 from edgecompress.prune.vocab import kept_token_ids, trim_vocabulary
 from edgecompress.training.batching import EncodedSplit, make_loader
 
-STAGE_VERSION = 3
+STAGE_VERSION = 4
 IMPORTANCE_FILE = "importance.json"
 
 

@@ -14,6 +14,7 @@ from typing import TypedDict
 
 import torch
 from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
 
 from edgecompress.training.config import TrainingConfig
 from edgecompress.training.metrics import classification_metrics
@@ -104,11 +105,9 @@ def fit(
     optimizer, train_loader, eval_loader = prepared[-3:]
     steps_per_epoch = len(train_loader)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    warmup = int(cfg.warmup_ratio * total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)),
-    )
+    # transformers' linear schedule: the learning rate rises from 0 at step 0 to its peak at step `warmup`,
+    # then falls to 0 at `total` (so with warm-up, the first step only primes Adam's moments)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
     best: dict = {"score": -math.inf, "metrics": {}, "step": 0, "state": None}
     history: list[dict] = []
