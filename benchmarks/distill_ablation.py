@@ -35,6 +35,20 @@ def evaluate_test_split(model_dir: Path, data, max_length: int) -> dict:
     return pytorch_split_metrics(model, AutoTokenizer.from_pretrained(model_dir), data, "test", max_length)
 
 
+def mode_row(pipe, mode: str, data) -> dict:
+    """Train (or reuse) the student of ``mode`` and score it on the test split."""
+    result = pipe.student() if mode == "full" else ablation_student(pipe, mode)
+    record = result.record
+    test = evaluate_test_split(result.path, data, pipe.recipe.data.max_length)
+    return {
+        "mode": mode,
+        "steps": record["steps"],
+        "train_s": record.get("train_seconds"),
+        "val_accuracy": record["validation"]["accuracy"],
+        **{f"test_{k}": v for k, v in test.items()},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -44,22 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="run folder (default: the recipe's)")
     args = parser.parse_args(argv)
     recipe = load_recipe(args.recipe)
-    pipe = Pipeline(recipe, output=args.output)
-    data = pipe.data()
-    rows = []
-    for mode in args.modes.split(","):
-        result = pipe.student() if mode == "full" else ablation_student(pipe, mode)
-        record = result.record
-        test = evaluate_test_split(result.path, data, recipe.data.max_length)
-        rows.append(
-            {
-                "mode": mode,
-                "steps": record["steps"],
-                "train_s": record.get("train_seconds"),
-                "val_accuracy": record["validation"]["accuracy"],
-                **{f"test_{k}": v for k, v in test.items()},
-            }
-        )
+    with Pipeline(recipe, output=args.output) as pipe:
+        data, run_dir = pipe.data(), pipe.run_dir
+        rows = [mode_row(pipe, mode, data) for mode in args.modes.split(",")]
     base = next((r for r in rows if r["mode"] == "labels"), rows[0])
     print(
         f"\nStudent: {recipe.student.num_layers} layers, {rows[0]['steps']} steps each; "
@@ -75,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['mode']} | {r['steps']} | {r['train_s']} | {r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} | "
             f"{r['test_f1_macro']:.4f} | {delta:+.2f} |"
         )
-    (pipe.run_dir / "ablation").mkdir(exist_ok=True)
-    (pipe.run_dir / "ablation" / "results.json").write_text(json.dumps(rows, indent=2))
+    (run_dir / "ablation").mkdir(exist_ok=True)
+    (run_dir / "ablation" / "results.json").write_text(json.dumps(rows, indent=2))
     return 0
 
 

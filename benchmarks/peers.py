@@ -29,9 +29,9 @@ from edgecompress.quiet import quiet_third_party
 quiet_third_party()
 
 from edgecompress.benchmark import stage as benchmark_stage  # noqa: E402
-from edgecompress.benchmark.machine import machine_line  # noqa: E402
 from edgecompress.errors import EdgeCompressError  # noqa: E402
 from edgecompress.export.artifact import read_manifest  # noqa: E402
+from edgecompress.machine import machine_line  # noqa: E402
 from edgecompress.pipeline import Pipeline  # noqa: E402
 from edgecompress.recipe import load_recipe  # noqa: E402
 from edgecompress.report.tables import write_csv  # noqa: E402
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         pipe.context,
         out,
     )
+    pipe.release()
     benchmark = json.loads((out / "benchmark.json").read_text())
     preset = read_manifest(peers["1"][1]).get("preset")
     rows = P.peer_rows(benchmark, peers)

@@ -29,8 +29,9 @@ from edgecompress.quiet import quiet_third_party
 quiet_third_party()
 
 from edgecompress.benchmark.latency import fixed_length_inputs, resolve_threads  # noqa: E402
-from edgecompress.benchmark.machine import machine_line  # noqa: E402
+from edgecompress.context import resolve_in_run  # noqa: E402
 from edgecompress.data.examples import PreparedData  # noqa: E402
+from edgecompress.machine import machine_line  # noqa: E402
 from edgecompress.recipe import load_recipe  # noqa: E402
 from edgecompress.studies import roofline as R  # noqa: E402
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, counts, profiles = [], {}, {}
     for v in variants:
-        folder = Path(bench["variants"][v]["artifact"])
+        folder = resolve_in_run(bench["variants"][v]["artifact"], run_dir)
         tok = AutoTokenizer.from_pretrained(folder)
         for b in sorted({r["batch_size"] for r in latency}):
             count = R.count_ops(folder / "model.onnx", fixed_length_inputs(tok, texts, b, seq, pairs))

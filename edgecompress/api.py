@@ -9,8 +9,13 @@ from edgecompress.recipe import Recipe, load_recipe, recipe_json_schema
 
 
 def validate(recipe: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Parse and check a recipe file; raises RecipeError naming the file and field."""
-    return load_recipe(recipe, overrides)
+    """Parse and check a recipe file, and the shapes it asks of its models (no weights are loaded); raises an
+    EdgeCompressError naming the file or the field."""
+    from edgecompress.preflight import check_shapes
+
+    parsed = load_recipe(recipe, overrides)
+    check_shapes(parsed, hub_optional=True)
+    return parsed
 
 
 def run(

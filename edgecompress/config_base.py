@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict
 
 
 class StageConfig(BaseModel):
-    """Strict: unknown keys and wrong types are errors, so a typo never silently falls back to a default."""
+    """Strict: unknown keys and wrong types are errors (no coercion: ``seed: true`` is not the number 1), so a
+    typo never silently falls back to a default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def fingerprint(*parts: Any) -> str:

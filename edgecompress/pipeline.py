@@ -42,7 +42,7 @@ class Pipeline:
 
         quiet_third_party()
         self.recipe = recipe
-        self.accelerator = make_accelerator(recipe.device, recipe.mixed_precision, recipe.seed)
+        self.accelerator = make_accelerator(recipe.device, recipe.mixed_precision, recipe.seed, warn=log)
         self.main = self.accelerator.is_main_process
         self.distributed = self.accelerator.num_processes > 1  # stages synchronise the processes while True
         self.run_dir = Path(output) if output else recipe.run_dir
@@ -50,6 +50,7 @@ class Pipeline:
         self.log = log if self.main else (lambda _msg: None)
         self.keys: dict[str, str] = {}  # stage or variant name -> its key
         self.variants: dict[str, Path] = {}  # variant name -> its folder, in report order
+        self.model_dirs: dict[str, Path] = {}  # fp32 variant name -> the PyTorch model folder it came from
         self.results: dict[str, StageResult] = {}  # stage name -> its result in this run
         self._context = StageContext(
             self.accelerator,
@@ -58,6 +59,7 @@ class Pipeline:
             recipe.data.max_length,
             self.log,
             recipe.model_dump(mode="json"),
+            self.run_dir,
         )
         if self.main:
             (self.run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
@@ -69,13 +71,24 @@ class Pipeline:
             self._context = replace(self._context, data=self.data())
         return self._context
 
-    def stage(self, name: str, key: str, build) -> StageResult:
-        """Reuse the finished stage ``name`` with this key, or run ``build(tmp_dir) -> record``."""
+    def stage(self, name: str, key: str, build, seed_name: str | None = None) -> StageResult:
+        """Reuse the finished stage ``name`` with this key, or run ``build(tmp_dir) -> record``.
+
+        A stage that runs starts from random state seeded by (recipe seed, ``seed_name`` or its name) alone,
+        so what it produces depends only on its key, not on what ran before it in this process.
+        """
+        from edgecompress.training.accel import seed_everything, stage_seed
+
         if name in self.results and self.results[name].key == key:  # asked again in this run: no re-run
             return self.results[name]
         done = self.folder.finished(name, key) is not None
         self.log(f"[{name}] {'reused (finished earlier)' if done else 'running'}")
-        result = self.folder.stage(name, key, build, sync=self._sync)
+
+        def seeded_build(tmp: Path) -> dict:
+            seed_everything(stage_seed(self.recipe.seed, seed_name or name))
+            return build(tmp)
+
+        result = self.folder.stage(name, key, seeded_build, sync=self._sync)
         if not result.reused:
             self.log(f"[{name}] done in {result.seconds:.1f} s")
         self.results[name] = result
@@ -102,20 +115,37 @@ class Pipeline:
 
         ctx, r = self.context, self.recipe
         key = fingerprint(
-            "teacher", teacher_stage.STAGE_VERSION, r.teacher, self.keys["data"], r.seed, ctx.max_length
+            "teacher",
+            teacher_stage.STAGE_VERSION,
+            r.teacher,
+            self.keys["data"],
+            r.seed,
+            ctx.max_length,
+            r.mixed_precision,
         )
         return self.stage("teacher", key, lambda tmp: teacher_stage.run(r.teacher, None, ctx, tmp))
 
     def student(self, name: str = "student", distill_cfg=None) -> StageResult:
-        """Distil the recipe's student (or, for ablations, the same student with another DistillConfig)."""
+        """Distil the recipe's student (or, for ablations, the same student with another DistillConfig, from
+        the same random state)."""
         from edgecompress.distill import stage as distill_stage
         from edgecompress.distill.config import StudentStageConfig
 
         teacher, ctx, r = self.teacher(), self.context, self.recipe
         cfg = StudentStageConfig(student=r.student, distill=distill_cfg or r.distill)
-        key = fingerprint("student", distill_stage.STAGE_VERSION, cfg, teacher.key, r.seed, ctx.max_length)
+        key = fingerprint(
+            "student",
+            distill_stage.STAGE_VERSION,
+            cfg,
+            teacher.key,
+            r.seed,
+            ctx.max_length,
+            r.mixed_precision,
+        )
         inputs = distill_stage.DistillInputs(teacher.path)
-        return self.stage(name, key, lambda tmp: distill_stage.run(cfg, inputs, ctx, tmp))
+        return self.stage(
+            name, key, lambda tmp: distill_stage.run(cfg, inputs, ctx, tmp), seed_name="student"
+        )
 
     def preflight(self) -> None:
         """Checks that need only the models' shapes, before any training (see preflight.py)."""
@@ -131,7 +161,14 @@ class Pipeline:
         student, teacher, ctx, r = self.student(), self.teacher(), self.context, self.recipe
         cfg = PruneStageConfig(prune=r.prune, distill=r.distill)
         key = fingerprint(
-            "prune", prune_stage.STAGE_VERSION, cfg, student.key, teacher.key, r.seed, ctx.max_length
+            "prune",
+            prune_stage.STAGE_VERSION,
+            cfg,
+            student.key,
+            teacher.key,
+            r.seed,
+            ctx.max_length,
+            r.mixed_precision,
         )
         inputs = prune_stage.PruneInputs(
             student.path, teacher.path, student.record["student"].get("init_layers")
@@ -148,6 +185,7 @@ class Pipeline:
         result = self.stage(f"models/{variant}", key, lambda tmp: export_stage.run(cfg, inputs, ctx, tmp))
         self.keys[variant] = key
         self.variants[variant] = result.path
+        self.model_dirs[variant] = model.path
         return result.path
 
     def quantize(self, source: str, qcfg) -> Path:
@@ -161,7 +199,9 @@ class Pipeline:
         key = fingerprint(
             "quantize", quantize_stage.STAGE_VERSION, qcfg, self.keys[source], ctx.max_length, ctx.seed
         )
-        inputs = quantize_stage.QuantInputs(self.variants[source], source, variant, where)
+        inputs = quantize_stage.QuantInputs(
+            self.variants[source], source, variant, where, self.model_dirs.get(source)
+        )
         result = self.stage(f"models/{variant}", key, lambda tmp: quantize_stage.run(qcfg, inputs, ctx, tmp))
         self.keys[variant] = key
         self.variants[variant] = result.path
@@ -206,7 +246,15 @@ class Pipeline:
     def report(self, benchmark: StageResult, mobile: dict[str, dict] | None = None) -> RunSummary:
         from edgecompress.report import stage as report_stage
 
-        stages = [{"name": s.name, "reused": s.reused, "seconds": s.seconds} for s in self.folder.results]
+        stages = [
+            {
+                "name": s.name,
+                "reused": s.reused,
+                "seconds": s.seconds,
+                "train_precision": s.record.get("train_precision"),
+            }
+            for s in self.folder.results
+        ]
         pruned = self.results.get("pruned") if self.recipe.prune else None
         inputs = report_stage.ReportInputs(
             benchmark.path,
@@ -215,6 +263,7 @@ class Pipeline:
             prune=pruned.record if pruned else None,
             prune_dir=pruned.path if pruned else None,
             mobile=mobile or {},
+            data=self.results["data"].record if "data" in self.results else None,
         )
         out = report_stage.run(self.recipe.report, inputs, self.context, self.run_dir)
         self.log(f"[report] {self.run_dir / 'report.md'}")
@@ -237,6 +286,16 @@ class Pipeline:
         mobile = self.mobile()  # .ort conversions of the chosen variants
         return self.report(self.benchmark(), mobile)
 
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Let another run use the run folder."""
+        self.folder.release()
+
     def close(self, wait: bool = True) -> None:
         """End the distributed part: leave the process group (a gloo process exiting without it aborts).
 
@@ -254,9 +313,9 @@ def run_recipe(
     recipe: Recipe, output: str | Path | None = None, force: bool = False, log=log_to_stderr
 ) -> RunSummary | None:
     """Run (or resume) every stage of ``recipe``. Returns None on non-main processes of a distributed run."""
-    pipeline = Pipeline(recipe, output, force, log)
-    try:
-        return pipeline.run()
-    except BaseException:
-        pipeline.close(wait=False)
-        raise
+    with Pipeline(recipe, output, force, log) as pipeline:
+        try:
+            return pipeline.run()
+        except BaseException:
+            pipeline.close(wait=False)
+            raise

@@ -24,17 +24,22 @@ def load_pipeline(folder: str | Path):
 
         changed = verify(folder)
         if changed:
-            print(
-                f"warning: {folder}: files differ from manifest.json: {', '.join(changed)}", file=sys.stderr
+            raise ModelError(
+                f"files differ from manifest.json (sha256): {', '.join(changed)}; the artifact was changed "
+                "after edgecompress wrote it: rebuild it (edgecompress run) or restore the files",
+                where=str(folder),
             )
+    else:
+        print(f"warning: {folder}: no manifest.json, the files cannot be verified", file=sys.stderr)
     from optimum.onnxruntime import ORTModelForSequenceClassification
     from transformers import AutoTokenizer, pipeline
 
     try:
         model = ORTModelForSequenceClassification.from_pretrained(folder, file_name="model.onnx")
         tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load: {str(exc).splitlines()[0]}", where=str(folder)) from None
+    except Exception as exc:  # ONNX Runtime raises its own types for a damaged graph
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"cannot load: {first}", where=str(folder)) from None
     return pipeline("text-classification", model=model, tokenizer=tokenizer)
 
 

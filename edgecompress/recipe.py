@@ -49,7 +49,12 @@ class Recipe(StageConfig):
     """An edgecompress recipe (version 1)."""
 
     version: Literal[1] = Field(RECIPE_VERSION, description="Schema version of this recipe.")
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Run name, used in reports.")
+    name: str = Field(
+        ...,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Run name, used in reports and in the default run folder runs/<name> (letters, digits, "
+        "_ . -; not . or ..).",
+    )
     output_dir: str | None = Field(
         None, description="Run folder; default runs/<name>. --output overrides it."
     )
@@ -57,7 +62,13 @@ class Recipe(StageConfig):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Training device; auto uses a GPU if present."
     )
-    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Training precision on GPU.")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto",
+        description="Training precision (autocast; saved weights, ONNX and everything after stay fp32). auto: "
+        "bf16 on a GPU with bf16 and on a CPU with avx512_bf16 or amx_bf16, else fp32 (no). bf16 where the "
+        "device lacks it, and fp16 on a CPU, train in fp32 with a warning. Each training stage records what "
+        "it used.",
+    )
     data: DataConfig = Field(default_factory=DataConfig, description="Labelled text and its splits.")
     teacher: TeacherConfig = Field(
         default_factory=TeacherConfig, description="The teacher model and its fine-tuning."
@@ -82,6 +93,13 @@ class Recipe(StageConfig):
     )
     report: ReportConfig = Field(default_factory=ReportConfig, description="Report outputs.")
 
+    @field_validator("name")
+    @classmethod
+    def _not_a_parent_folder(cls, name: str) -> str:
+        if set(name) == {"."}:
+            raise ValueError(f"'{name}' names a folder outside runs/; use letters or digits")
+        return name
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Recipe:
         mapping = self.distill.layer_mapping
@@ -90,6 +108,13 @@ class Recipe(StageConfig):
                 f"distill.layer_mapping has {len(mapping)} entries but student.num_layers is "
                 f"{self.student.num_layers}"
             )
+        if self.prune is None:
+            for i, variant in enumerate(self.quantization.variants):
+                if "pruned" in variant.apply_to and "apply_to" in variant.model_fields_set:
+                    raise ValueError(
+                        f"quantization.variants.{i}.apply_to: 'pruned' needs a prune section (there is no "
+                        "pruned model to quantize)"
+                    )
         known = self.variant_names()
         for i, name in enumerate(self.mobile.variants):
             if name not in known:
@@ -123,7 +148,7 @@ def _format_error(err: dict[str, Any]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
-    return f"{loc or '<top>'}: {msg}"
+    return f"{loc}: {msg}" if loc else msg  # a cross-field check names its fields itself
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -146,7 +171,13 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise RecipeError(f"expected KEY=VALUE, got '{pair}'", where="--set")
         key, raw = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise RecipeError(
+                f"'{raw}' is not a YAML value ({problem})", where=f"--set {key.strip()}"
+            ) from None
     return out
 
 
@@ -169,8 +200,17 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     path = Path(path)
     if not path.is_file():
         raise RecipeError("recipe file not found", where=str(path))
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text())
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(
+            f"not UTF-8 text: byte {exc.start} is 0x{raw[exc.start]:02x}; save the recipe as UTF-8 (YAML files are "
+            "UTF-8)",
+            where=str(path),
+        ) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""

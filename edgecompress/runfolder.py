@@ -1,8 +1,10 @@
 """Stage folders that survive: written aside then renamed into place, reused when their key matches.
 
-Layout: ``<run>/<stage>/`` holds the stage's files plus ``stage.json`` (its key, record and timing).
-A folder without ``stage.json`` never exists under its final name, so a killed run leaves no artifact that
-looks complete, and the next run resumes from the last finished stage.
+Layout: ``<run>/<stage>/`` holds the stage's files plus ``stage.json`` (its key, record, timing and the
+sha256 of every file it wrote). A folder without ``stage.json`` never exists under its final name, so a
+killed run leaves no artifact that looks complete, and the next run resumes from the last finished stage.
+A finished stage whose files changed afterwards is refused, not reused. One run at a time holds the
+folder's lock.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from pathlib import Path
 from edgecompress.errors import EdgeCompressError
 
 STAGE_FILE = "stage.json"
+MARKER = ".edgecompress-run"
+LOCK_FILE = ".edgecompress-run.lock"
+_NOT_TRACKED = {STAGE_FILE, "manifest.json"}  # the manifest gains benchmark figures after the stage
 
 
 @dataclass
@@ -30,18 +35,30 @@ class StageResult:
     seconds: float
 
 
+def file_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file below ``folder`` (relative names), except the stage's own bookkeeping files."""
+    from edgecompress.export.artifact import sha256_file
+
+    return {
+        str(p.relative_to(folder)): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in _NOT_TRACKED
+    }
+
+
 @dataclass
 class RunFolder:
     root: Path
     force: bool = False
     is_main_process: bool = True
     results: list[StageResult] = field(default_factory=list)
+    _lock: object = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         if self.root.exists() and not self.root.is_dir():
             raise EdgeCompressError(f"'{self.root}' exists and is not a folder", where="output_dir")
-        marker = self.root / ".edgecompress-run"
+        marker = self.root / MARKER
         if self.root.is_dir() and any(self.root.iterdir()) and not marker.exists():
             raise EdgeCompressError(
                 f"'{self.root}' is not empty and was not made by edgecompress; choose another output folder",
@@ -49,15 +66,60 @@ class RunFolder:
             )
         if self.is_main_process:
             self.root.mkdir(parents=True, exist_ok=True)
+            self._acquire()
             marker.touch()
 
+    def _acquire(self) -> None:
+        """Hold the folder's lock for this run: a second run on the same folder stops at once (exit 2)."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(self.root / LOCK_FILE, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise EdgeCompressError(
+                f"'{self.root}' is in use by another edgecompress run (it holds {LOCK_FILE}); wait for it to "
+                "finish or choose another output folder",
+                where="output_dir",
+            ) from None
+        self._lock = lock
+
+    def release(self) -> None:
+        """Let another run use the folder (the operating system also releases the lock when we exit)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
     def finished(self, name: str, key: str) -> dict | None:
-        """The stored stage record if ``name`` finished with this key (and --force is off)."""
+        """The stored stage record if ``name`` finished with this key (and --force is off).
+
+        Raises an EdgeCompressError when the finished folder's files changed after it was written.
+        """
         meta = self.root / name / STAGE_FILE
         if self.force or not meta.is_file():
             return None
         info = json.loads(meta.read_text())
-        return info if info.get("key") == key else None
+        if info.get("key") != key:
+            return None
+        self.verify(name, info)
+        return info
+
+    def verify(self, name: str, info: dict) -> None:
+        recorded = info.get("files")
+        if recorded is None:  # written before stages recorded their files
+            return
+        current = file_hashes(self.root / name)
+        changed = sorted(f for f in recorded.keys() | current.keys() if recorded.get(f) != current.get(f))
+        if changed:
+            what = ", ".join(
+                f"{f} ({'missing' if f not in current else 'added' if f not in recorded else 'changed'})"
+                for f in changed[:3]
+            ) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            raise EdgeCompressError(
+                f"files differ from what the stage wrote (sha256 in {STAGE_FILE}): {what}; delete the folder to "
+                "rebuild it, or run with --force",
+                where=str(self.root / name),
+            )
 
     def stage(
         self, name: str, key: str, build: Callable[[Path], dict], sync: Callable[[], None] = lambda: None
@@ -92,6 +154,7 @@ class RunFolder:
                 "seconds": seconds,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "record": record,
+                "files": file_hashes(tmp),
             }
             (tmp / STAGE_FILE).write_text(json.dumps(meta, indent=2, default=str))
             final.parent.mkdir(parents=True, exist_ok=True)

@@ -138,6 +138,7 @@ def tiny_recipe(teacher_dir: Path, data_path: Path, out: Path, **sections) -> di
         "output_dir": str(out),
         "seed": 0,
         "device": "cpu",
+        "mixed_precision": "no",  # the same figures on every CPU (bf16 is tested on its own)
         "data": {"source": "csv", "path": str(data_path), "group_column": "movie", "max_length": 16},
         "teacher": {
             "model": str(teacher_dir),

@@ -8,7 +8,7 @@ import pytest
 from conftest import stage_context
 
 from edgecompress.benchmark.latency import summarize, time_interleaved
-from edgecompress.benchmark.machine import isa_preset, machine_info, machine_line
+from edgecompress.machine import isa_preset, machine_info, machine_line
 from edgecompress.report.tables import build_rows, markdown_table
 from edgecompress.training.metrics import classification_metrics
 

@@ -12,11 +12,11 @@ import numpy as np
 
 from edgecompress.benchmark.config import BenchmarkConfig, MobileProfile
 from edgecompress.benchmark.latency import TimingPlan, fixed_length_inputs, measure_latency
-from edgecompress.benchmark.machine import hardware_tag, machine_info
 from edgecompress.context import StageContext
 from edgecompress.data.examples import PreparedData
 from edgecompress.export.artifact import CHECKS, onnx_size_mb, read_manifest
 from edgecompress.export.onnx import ort_logits, ort_session, torch_logits
+from edgecompress.machine import hardware_tag, machine_info
 from edgecompress.training.metrics import split_metrics
 
 STAGE_VERSION = 2
@@ -93,7 +93,7 @@ def run(cfg: BenchmarkConfig, inputs: BenchmarkInputs, ctx: StageContext, out_di
     for name, folder in variants.items():
         manifest = read_manifest(folder)
         results[name] = {
-            "artifact": str(folder),
+            "artifact": ctx.relative(folder),
             "precision": manifest.get("precision"),
             "size_mb": round(onnx_size_mb(folder), 3),
             "params": manifest.get("params"),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgecompress.config_base import StageConfig
 
@@ -36,11 +37,31 @@ class DataConfig(StageConfig):
     )
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     test_fraction: float = Field(0.1, gt=0, lt=0.5)
+    encoding: str = Field(
+        "utf-8",
+        description="Text encoding of local files (csv/tsv/jsonl/folder); a UTF-8 byte-order mark is dropped.",
+    )
+    fallback_encoding: str | None = Field(
+        None,
+        description="Decode a file that is not valid in 'encoding' with this one instead (e.g. latin-1 for the "
+        "odd legacy file in a folder corpus); the data stage records which files it re-decoded. null: such a "
+        "file is an error naming it and the byte.",
+    )
     max_length: int = Field(64, ge=8, le=4096, description="Tokens per example after truncation.")
     max_train_samples: int | None = Field(None, ge=1, description="Keep only this many training examples.")
     max_eval_samples: int | None = Field(
         None, ge=1, description="Keep only this many validation and test examples each."
     )
+
+    @field_validator("encoding", "fallback_encoding")
+    @classmethod
+    def _known_encoding(cls, name: str | None) -> str | None:
+        if name is not None:
+            try:
+                codecs.lookup(name)
+            except LookupError:
+                raise ValueError(f"unknown encoding '{name}' (e.g. utf-8, latin-1, cp1252, utf-16)") from None
+        return name
 
     @model_validator(mode="after")
     def _one_layout(self) -> DataConfig:

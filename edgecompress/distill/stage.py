@@ -131,8 +131,8 @@ def distill(cfg: DistillConfig, pair: DistillPair, ctx: StageContext, desc: str 
         labels = batch.pop("labels")
         teacher_inputs, aligned = batch.pop("teacher_inputs", batch), batch.pop("aligned", None)
         teacher_out = None
-        if use_teacher:
-            with torch.no_grad():
+        if use_teacher:  # at the training precision too (the student's forward is autocast by Accelerate)
+            with torch.no_grad(), accelerator.autocast():
                 teacher_out = teacher(**teacher_inputs, **want)
         student_out = model(**batch, **want)
         module = extras[0] if extras else loss_module

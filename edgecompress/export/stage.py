@@ -32,7 +32,7 @@ def run(cfg: ExportConfig, inputs: ExportInputs, ctx: StageContext, out_dir: Pat
     info: ArtifactInfo = {
         "precision": "fp32",
         "params": count_parameters(model),
-        "source_model": str(inputs.model_dir),
+        "source_model": ctx.relative(inputs.model_dir),
         "parity_vs_pytorch": parity,
         "labels": ctx.data.labels,
     }

@@ -137,7 +137,7 @@ def run(cfg: MobileConfig, inputs: MobileInputs, ctx: StageContext, out_dir: Pat
     feed = ort_feed(session, fixed_length_inputs(tokenizer, texts, 1, max_length, pairs))
     record = {
         "variant": variant_dir.name,
-        "ort_file": str(ort_path),
+        "ort_file": ort_path.name,
         "ort_size_mb": round(ort_path.stat().st_size / 1e6, 3),
         "onnx_size_mb": round(onnx_size_mb(variant_dir), 3),
         "target_platform": cfg.target_platform,

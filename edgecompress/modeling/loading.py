@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from edgecompress.errors import ModelError
+from edgecompress.modeling.embeddings import EMBEDDING_RANK, restore_factorized
 from edgecompress.modeling.layers import FFN_SIZES, ffn_widths, resize_ffn
 
 EMBEDDED_PREFIX = "embedded:"
@@ -150,18 +151,21 @@ def load_classifier(src: ModelSource, labels: list[str], eager_attention: bool =
 
 
 def load_saved_classifier(folder: str | Path, eager_attention: bool = True):
-    """A classifier this pipeline saved, including pruned ones whose feed-forward widths differ per layer
-    (``config.edgecompress_ffn_sizes``), which plain ``from_pretrained`` cannot rebuild."""
+    """A classifier this pipeline saved, including the shapes plain ``from_pretrained`` cannot rebuild:
+    feed-forward widths that differ per layer (``config.edgecompress_ffn_sizes``) and a factorised word table
+    (``config.edgecompress_embedding_rank``)."""
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     kw = {"attn_implementation": "eager"} if eager_attention else {}
     config = AutoConfig.from_pretrained(folder)
-    if not getattr(config, FFN_SIZES, None):
+    if not getattr(config, FFN_SIZES, None) and not getattr(config, EMBEDDING_RANK, None):
         return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True, **kw)
     sizes = ffn_widths(config)
     model = AutoModelForSequenceClassification.from_config(config, **kw)  # applies config.pruned_heads
-    resize_ffn(model, sizes)
+    if getattr(config, FFN_SIZES, None):
+        resize_ffn(model, sizes)
+    restore_factorized(model)
     state = {}
     for f in sorted(Path(folder).glob("*.safetensors")):
         state.update(load_file(f))

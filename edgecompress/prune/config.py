@@ -61,6 +61,12 @@ class FfnPruningConfig(StageConfig):
         description="per_layer keeps equal widths (a plain transformers checkpoint); global ranks across layers "
         "(unequal widths, reloaded with edgecompress.modeling.load_saved_classifier).",
     )
+    multiple_of: int = Field(
+        1,
+        ge=1,
+        description="Every layer keeps a multiple of this many units (more go, the least important first): "
+        "e.g. 32 so the FFN output projection splits into whole 4-bit groups (weight_only group_size).",
+    )
 
     @model_validator(mode="after")
     def _fraction_or_count(self) -> FfnPruningConfig:
@@ -82,6 +88,27 @@ class VocabTrimConfig(StageConfig):
     )
 
 
+class EmbeddingShrinkConfig(StageConfig):
+    """The embedding tables, after vocabulary trimming and before recovery (which then trains them)."""
+
+    rank: int | None = Field(
+        None,
+        ge=1,
+        description="Factorise the word table into vocab x rank and rank x hidden, initialised by its truncated "
+        "SVD (ALBERT-style); null keeps it whole. The checkpoint then needs "
+        "edgecompress.modeling.loading.load_saved_classifier; its ONNX export loads like any other.",
+    )
+    trim_positions: bool = Field(
+        False,
+        description="Keep only data.max_length rows of the position table (inputs are truncated to that many "
+        "tokens; the artifact's tokenizer says so in model_max_length).",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.rank is not None or self.trim_positions
+
+
 class PruneConfig(StageConfig):
     """Prune the distilled student, then recover with a short distillation (same losses as ``distill``)."""
 
@@ -95,6 +122,7 @@ class PruneConfig(StageConfig):
     heads: HeadPruningConfig = Field(default_factory=HeadPruningConfig)
     ffn: FfnPruningConfig = Field(default_factory=FfnPruningConfig)
     vocab: VocabTrimConfig = Field(default_factory=VocabTrimConfig)
+    embeddings: EmbeddingShrinkConfig = Field(default_factory=EmbeddingShrinkConfig)
     steps: int = Field(1, ge=1, description="Prune in this many equal steps, recovering after each.")
     recovery: TrainingConfig | None = Field(
         default_factory=lambda: TrainingConfig(epochs=1),
@@ -103,8 +131,15 @@ class PruneConfig(StageConfig):
 
     @model_validator(mode="after")
     def _prunes_something(self) -> PruneConfig:
-        if self.heads.mode == "none" and not self.ffn.enabled and not self.vocab.enabled:
-            raise ValueError("nothing to prune: set heads.mode, ffn.fraction/count or vocab.enabled")
+        if (
+            self.heads.mode == "none"
+            and not self.ffn.enabled
+            and not self.vocab.enabled
+            and not self.embeddings.enabled
+        ):
+            raise ValueError(
+                "nothing to prune: set heads.mode, ffn.fraction/count, vocab.enabled or embeddings.rank/trim_positions"
+            )
         if self.steps > 1 and self.heads.mode == "threshold":
             raise ValueError("iterative pruning (steps > 1) needs structured targets, not a threshold")
         return self

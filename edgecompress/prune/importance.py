@@ -52,6 +52,15 @@ def _gates(model: torch.nn.Module):
             h.remove()
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def on_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors where the model is (loaders build them on the CPU; training may run on a GPU)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def gradient_importance(model, batches) -> tuple[list[np.ndarray], list[np.ndarray]]:
     model.eval()
     frozen = [p.requires_grad for p in model.parameters()]
@@ -62,14 +71,14 @@ def gradient_importance(model, batches) -> tuple[list[np.ndarray], list[np.ndarr
             heads = [np.zeros(g.numel()) for g in head_gates]
             units = [np.zeros(g.numel()) for g in unit_gates]
             for batch in batches:
-                batch = dict(batch)
+                batch = on_device(batch, model_device(model))
                 labels = batch.pop("labels")
-                loss = F.cross_entropy(model(**batch).logits, labels)
+                loss = F.cross_entropy(model(**batch).logits.float(), labels)
                 grads = torch.autograd.grad(loss, head_gates + unit_gates)
                 for i, g in enumerate(grads[: len(heads)]):
-                    heads[i] += g.abs().numpy()
+                    heads[i] += g.abs().cpu().numpy()
                 for i, g in enumerate(grads[len(heads) :]):
-                    units[i] += g.abs().numpy()
+                    units[i] += g.abs().cpu().numpy()
     finally:
         for p, flag in zip(model.parameters(), frozen, strict=True):
             p.requires_grad_(flag)
@@ -85,14 +94,14 @@ def entropy_importance(model, batches) -> list[np.ndarray]:
     sums = [np.zeros(p.num_heads) for p in parts]
     rows = 0.0
     for batch in batches:
-        batch = {k: v for k, v in batch.items() if k != "labels"}
+        batch = on_device({k: v for k, v in batch.items() if k != "labels"}, model_device(model))
         out = model(**batch, output_attentions=True)
         mask = batch["attention_mask"].float()
         n_valid = mask.sum(-1).clamp_min(2)  # per example
         for i, att in enumerate(out.attentions):
             ent = -(att * torch.log(att + 1e-12)).sum(-1)  # [b, h, q]
             ent = ent / torch.log(n_valid)[:, None, None]
-            sums[i] += ((1 - ent) * mask[:, None, :]).sum((0, 2)).numpy()
+            sums[i] += ((1 - ent) * mask[:, None, :]).sum((0, 2)).cpu().numpy()
         rows += float(mask.sum())
     return [s / max(rows, 1.0) for s in sums]
 
@@ -113,7 +122,7 @@ def magnitude_importance(model) -> tuple[list[np.ndarray], list[np.ndarray]]:
         heads.append(np.array(per_head))
         w_in = p.intermediate_dense.weight.detach()
         w_out = p.ffn_output.weight.detach()
-        units.append((w_in.norm(dim=1) * w_out.norm(dim=0)).numpy())
+        units.append((w_in.norm(dim=1) * w_out.norm(dim=0)).cpu().numpy())
     return heads, units
 
 

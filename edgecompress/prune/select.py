@@ -40,6 +40,11 @@ def check_targets(cfg: PruneConfig, heads_per_layer: list[int], units_per_layer:
                         where=f"prune.heads.{'count' if h.count else 'fraction'}",
                     )
     f = cfg.ffn
+    if f.enabled and min(units_per_layer) < f.multiple_of:
+        raise RecipeError(
+            f"a layer has {min(units_per_layer)} units, fewer than multiple_of {f.multiple_of}",
+            where="prune.ffn.multiple_of",
+        )
     if f.count is not None:
         limit = sum(units_per_layer) - n_layers if f.scope == "global" else min(units_per_layer) - 1
         if f.count > limit:
@@ -96,10 +101,19 @@ def select_heads(
 def select_units(
     scores: list[np.ndarray], cfg: FfnPruningConfig, n_remove: int | None = None
 ) -> dict[int, list[int]]:
-    """Positions of intermediate units to remove per layer; every layer keeps at least one unit."""
+    """Positions of intermediate units to remove per layer; every layer keeps at least one unit (at least
+    ``multiple_of``, and a multiple of it)."""
     if not cfg.enabled:
         return {i: [] for i in range(len(scores))}
-    return _structured(scores, cfg.count, cfg.fraction, cfg.scope, n_remove, keep_one=True)
+    chosen = _structured(scores, cfg.count, cfg.fraction, cfg.scope, n_remove, keep_one=True)
+    if cfg.multiple_of > 1:
+        for i, layer in enumerate(scores):
+            kept = len(layer) - len(chosen[i])
+            extra = kept % cfg.multiple_of if kept > cfg.multiple_of else max(0, kept - cfg.multiple_of)
+            if extra:
+                left = sorted((s, j) for j, s in enumerate(layer) if j not in set(chosen[i]))
+                chosen[i] += [j for _, j in left[:extra]]
+    return chosen
 
 
 def _structured(scores, count, fraction, scope, n_remove, keep_one: bool) -> dict[int, list[int]]:

@@ -15,15 +15,18 @@ from typing import TypedDict
 
 from edgecompress.context import StageContext
 from edgecompress.distill.stage import DistillPair, distill
+from edgecompress.errors import RecipeError
+from edgecompress.modeling.embeddings import factorize_word_embeddings, trim_positions
 from edgecompress.modeling.layers import count_parameters, ffn_sizes, head_counts, surviving_heads
 from edgecompress.modeling.loading import load_saved_classifier
 from edgecompress.modeling.student import evenly_spread
 from edgecompress.prune import surgery
-from edgecompress.prune.config import PruneConfig, PruneStageConfig
+from edgecompress.prune.config import EmbeddingShrinkConfig, PruneConfig, PruneStageConfig
 from edgecompress.prune.importance import importance
 from edgecompress.prune.select import fraction_of, select_heads, select_units, step_target
 from edgecompress.prune.vocab import kept_token_ids, trim_vocabulary
 from edgecompress.training.batching import EncodedSplit, make_loader
+from edgecompress.training.loop import precision_name
 
 STAGE_VERSION = 4
 IMPORTANCE_FILE = "importance.json"
@@ -46,6 +49,7 @@ class PrunedLayer(TypedDict):
 
 
 class PruneRecord(TypedDict, total=False):
+    train_precision: str  # of the recovery distillation
     params_before: int
     params_after: int
     heads_before: int
@@ -55,10 +59,25 @@ class PruneRecord(TypedDict, total=False):
     layers: list[PrunedLayer]
     dropped_layers: list[int]
     vocab: dict | None  # before / after word-pieces and min_frequency, when trimmed
+    embeddings: dict  # the word table's rank (and SVD energy kept), the position rows
     steps: list[dict]
     validation: dict | None  # after the last recovery
     removed_head_share: float
     removed_unit_share: float
+
+
+def shrink_embeddings(student, tokenizer, cfg: EmbeddingShrinkConfig, max_length: int) -> dict:
+    """Factorise the word table and cut the position table as configured; what was done, for the record."""
+    done: dict = {}
+    if cfg.rank is not None:
+        try:
+            done.update(factorize_word_embeddings(student, cfg.rank))
+        except ValueError as exc:
+            raise RecipeError(str(exc), where="prune.embeddings.rank") from None
+    if cfg.trim_positions:
+        done.update(trim_positions(student, max_length))
+        tokenizer.model_max_length = max_length
+    return done
 
 
 def _targets(cfg: PruneConfig, heads0: list[int], units0: list[int]) -> tuple[int | None, int | None]:
@@ -114,6 +133,7 @@ def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: 
         before = len(tokenizer.get_vocab())
         tokenizer = trim_vocabulary(student, tokenizer, keep)
         vocab = {"before": before, "after": len(keep), "min_frequency": prune.vocab.min_frequency}
+    embeddings = shrink_embeddings(student, tokenizer, prune.embeddings, ctx.max_length)
     train = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), ctx.max_length)
     loader = make_loader(train, prune.importance_batch_size, shuffle=True, seed=ctx.seed)
     batches = [b for _, b in zip(range(prune.importance_batches), loader, strict=False)]
@@ -184,6 +204,7 @@ def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: 
     student = accelerator.unwrap_model(student).to("cpu").eval()
     alive = surviving_heads(student.config)
     result: PruneRecord = {
+        "train_precision": precision_name(accelerator),
         "params_before": params0,
         "params_after": count_parameters(student),
         "heads_before": sum(heads0),
@@ -203,6 +224,7 @@ def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: 
         ],
         "dropped_layers": [o for o in range(len(heads0)) if o not in layer_origin],
         "vocab": vocab,
+        "embeddings": embeddings,
         "steps": steps,
         "validation": steps[-1].get("recovery", {}).get("validation"),
     }

@@ -25,6 +25,13 @@ class VariantBase(StageConfig):
     )
 
 
+def _block_size(value: int) -> int:
+    # ONNX Runtime's MatMulNBits / GatherBlockQuantized take power-of-two blocks of at least 16
+    if value < 16 or value & (value - 1):
+        raise ValueError(f"group size {value} is not a power of two >= 16 (ONNX Runtime's block sizes)")
+    return value
+
+
 class AccuracyGuard(VariantBase):
     """Fields shared by the int8 variants: the accuracy budget and the fallback that tries to meet it."""
 
@@ -40,6 +47,20 @@ class AccuracyGuard(VariantBase):
     sensitivity_samples: int = Field(
         256, ge=1, description="Validation examples used to rank node groups by logit error."
     )
+    embeddings: Literal["per_tensor", "int8", "int4"] = Field(
+        "per_tensor",
+        description="Embedding tables: per_tensor = int8 with one scale per table (Optimum's quantized Gather); "
+        "int8 / int4 = blocks of embedding_group_size along the hidden width, each with its own scale "
+        "(ONNX Runtime's GatherBlockQuantized): int4 halves the bytes of the biggest table of a small model.",
+    )
+    embedding_group_size: int = Field(
+        32, description="Values per scale in block-quantized embedding tables (a power of two >= 16)."
+    )
+
+    @field_validator("embedding_group_size")
+    @classmethod
+    def _power_of_two_embedding_groups(cls, value: int) -> int:
+        return _block_size(value)
 
 
 class Int8DynamicConfig(AccuracyGuard):
@@ -63,13 +84,6 @@ class Int8StaticConfig(AccuracyGuard):
     calibration_samples: int = Field(256, ge=1, description="Training examples used to calibrate ranges.")
     calibration_method: Literal["minmax", "percentile", "entropy"] = "minmax"
     percentile: float = Field(99.999, gt=50, le=100, description="For calibration_method: percentile.")
-
-
-def _block_size(value: int) -> int:
-    # ONNX Runtime's MatMulNBits / GatherBlockQuantized take power-of-two blocks of at least 16
-    if value < 16 or value & (value - 1):
-        raise ValueError(f"group size {value} is not a power of two >= 16 (ONNX Runtime's block sizes)")
-    return value
 
 
 def _regexes(patterns: list[str]) -> list[str]:

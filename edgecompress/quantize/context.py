@@ -23,6 +23,7 @@ class QuantContext:
     seed: int
     scratch: Path  # a private working folder, deleted afterwards
     where: str = "quantization"  # the recipe field of this variant, for errors
+    source_model: Path | None = None  # the PyTorch model the fp32 variant was exported from (weight-only)
 
 
 def calibration_samples(ctx: QuantContext, tokenizer, n: int) -> list[dict[str, np.ndarray]]:

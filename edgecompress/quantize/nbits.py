@@ -227,6 +227,37 @@ def gather_block_quantized(graph, name: str, gather, table: BlockQuantized):
     )
 
 
+def embedding_gathers(graph) -> dict[str, tuple]:
+    """``{table name: (Gather node, float table)}`` for every Gather that looks up rows of a 2-D float
+    initializer: the embedding tables (word, position, token type; both factors' first one when factorised)."""
+    from onnx import TensorProto, numpy_helper
+
+    inits = _initializers(graph)
+    found = {}
+    for node in graph.node:
+        init = inits.get(node.input[0]) if node.op_type == "Gather" and node.input else None
+        if init is not None and len(init.dims) == 2 and init.data_type == TensorProto.FLOAT:
+            found[init.name] = (node, numpy_helper.to_array(init))
+    return found
+
+
+def block_quantize_embeddings(model, bits: int, group_size: int) -> dict:
+    """Every embedding table of ``model`` (an onnx.ModelProto, edited in place) as a symmetric
+    GatherBlockQuantized table; returns the tables' names and shapes."""
+    gathers = embedding_gathers(model.graph)
+    for width in {table.shape[1] for _, table in gathers.values()}:
+        if width % group_size:
+            raise StageError(
+                f"embedding_group_size {group_size} does not divide an embedding width of {width}",
+                where="quantization",
+            )
+    tables = {
+        name: quantize_table(table, bits, group_size, symmetric=True) for name, (_, table) in gathers.items()
+    }
+    rewrite_graph(model, {}, {}, {name: node for name, (node, _) in gathers.items()}, tables)
+    return {name: list(table.shape) for name, (_, table) in gathers.items()}
+
+
 def rewrite_graph(
     model,
     matmuls: dict,

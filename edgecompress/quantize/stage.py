@@ -25,18 +25,15 @@ class QuantInputs:
     source_variant: str  # its name, e.g. student-fp32
     variant: str  # the quantized variant's name, e.g. student-int8-dynamic
     where: str = "quantization"  # the recipe field of this variant, for errors
+    source_model: Path | None = None  # the PyTorch model folder the fp32 variant was exported from
 
 
 def run(cfg: QuantVariantConfig, inputs: QuantInputs, ctx: StageContext, out_dir: Path) -> ArtifactInfo:
     scratch = out_dir.with_name(f"{out_dir.name}.scratch")
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        info = quantize(
-            cfg,
-            inputs.source_dir,
-            out_dir,
-            QuantContext(ctx.data, ctx.max_length, ctx.seed, scratch, inputs.where),
-        )
+        qctx = QuantContext(ctx.data, ctx.max_length, ctx.seed, scratch, inputs.where, inputs.source_model)
+        info = quantize(cfg, inputs.source_dir, out_dir, qctx)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     source = read_manifest(inputs.source_dir)

@@ -105,7 +105,7 @@ def weight_only(cfg: WeightOnlyConfig, source_dir: Path, out_dir: Path, ctx: Qua
     from edgecompress.modeling.loading import load_saved_classifier
 
     where = ctx.where
-    model_dir = Path(read_manifest(source_dir)["source_model"])
+    model_dir = ctx.source_model or Path(read_manifest(source_dir)["source_model"])
     fp32 = load_saved_classifier(model_dir)  # pruned models may have unequal layer widths
     tokenizer = AutoTokenizer.from_pretrained(source_dir)
     graph_model = onnx.load(str(source_dir / "model.onnx"))

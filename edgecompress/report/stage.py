@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgecompress.benchmark.machine import machine_line
 from edgecompress.benchmark.stage import RESULTS_FILE
-from edgecompress.context import StageContext
+from edgecompress.context import StageContext, resolve_in_run
 from edgecompress.export.artifact import add_metrics
+from edgecompress.machine import machine_line
 from edgecompress.prune.stage import IMPORTANCE_FILE, PruneRecord
 from edgecompress.report import plots
 from edgecompress.report.config import ReportConfig
@@ -32,6 +32,7 @@ class ReportInputs:
     prune: PruneRecord | None = None  # the prune stage's record, when the run prunes
     prune_dir: Path | None = None  # its folder (importance.json for the heat map)
     mobile: dict[str, dict] = field(default_factory=dict)  # variant -> its mobile (.ort) stage record
+    data: dict | None = None  # the data stage's record (split sizes, what was dropped)
 
 
 _METRICS = ("accuracy", "f1_macro", "size_mb", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99")
@@ -136,6 +137,27 @@ def _optional_sections(benchmark: dict, rows: list[dict], baseline: str) -> list
     return md
 
 
+def data_line(rec: dict) -> str:
+    """Split sizes and every drop the data stage made, in one line."""
+    sizes = ", ".join(f"{split} {s['examples']}" for split, s in rec["splits"].items())
+    d = rec.get("dropped") or {}
+    drops = [
+        f"{d['empty']} empty" if d.get("empty") else "",
+        f"{d['duplicates']} duplicates" if d.get("duplicates") else "",
+        f"{d['conflicting_rows']} rows of {d['conflicting_texts']} texts with conflicting labels"
+        if d.get("conflicting_rows")
+        else "",
+        *[
+            f"{n} {split} rows also in a later split"
+            for split, n in (d.get("across_splits") or {}).items()
+            if n
+        ],
+    ]
+    redecoded = (d.get("redecoded_files") or {}).get("count")
+    text = f"Data: {sizes} examples; dropped: {', '.join(x for x in drops if x) or 'nothing'}."
+    return text + (f" {redecoded} files decoded with data.fallback_encoding." if redecoded else "")
+
+
 def pruning_section(rec: PruneRecord) -> list[str]:
     """Per-layer table of heads and feed-forward units kept, and the vocabulary change."""
     lines = [
@@ -151,6 +173,14 @@ def pruning_section(rec: PruneRecord) -> list[str]:
             f"Vocabulary {v['before']} -> {v['after']} word-pieces (seen >= {v['min_frequency']}x in train, "
             "plus specials and single characters)."
         )
+    emb = rec.get("embeddings") or {}
+    if emb.get("rank"):
+        lines.append(
+            f"Word table factorised to {emb['table'][0]} x {emb['rank']} + {emb['rank']} x {emb['projection'][1]} "
+            f"(rank {emb['rank']}, {100 * emb['svd_energy_kept']:.1f}% of the SVD energy before recovery)."
+        )
+    if emb.get("positions_before"):
+        lines.append(f"Position table {emb['positions_before']} -> {emb['positions']} rows (data.max_length).")
     if rec.get("validation"):
         lines.append(f"Validation accuracy after recovery: {rec['validation']['accuracy']:.4f}.")
     lines += ["", "| layer | heads kept | head ids kept | FFN units kept |", "|---|---|---|---|"]
@@ -172,7 +202,7 @@ def run(cfg: ReportConfig, inputs: ReportInputs, ctx: StageContext, out_dir: Pat
     rows = build_rows(benchmark, baseline, mobile)
     for row in rows:  # record the figures in each deployable artifact too
         add_metrics(
-            Path(row["artifact"]),
+            resolve_in_run(row["artifact"], run_dir),
             {k: row[k] for k in _METRICS + _EXTRA_METRICS if k in row},
         )
     table = markdown_table(rows, baseline)
@@ -191,13 +221,15 @@ def run(cfg: ReportConfig, inputs: ReportInputs, ctx: StageContext, out_dir: Pat
             )
             prune_lines.append("![head importance](head_importance.png)\n")
     stage_lines = [
-        f"| {s['name']} | {'reused' if s['reused'] else 'ran'} | {s['seconds']:.1f} |" for s in stages
+        f"| {s['name']} | {'reused' if s['reused'] else 'ran'} | {s['seconds']:.1f} | {s.get('train_precision') or ''} |"
+        for s in stages
     ]
     md = [
         f"# edgecompress report: {recipe['name']}",
         "",
         f"Generated {time.strftime('%Y-%m-%d %H:%M')}. Machine: {machine_line(machine)}.",
         f"Test split: {rows[0].get('test_samples', '')} examples. Sequence length {benchmark['latency'][0]['sequence_length']}.",
+        *([data_line(inputs.data)] if inputs.data else []),
         "",
         table,
         "",
@@ -208,8 +240,8 @@ def run(cfg: ReportConfig, inputs: ReportInputs, ctx: StageContext, out_dir: Pat
         "",
         "## Stages",
         "",
-        "| stage | this run | seconds (when it ran) |",
-        "|---|---|---|",
+        "| stage | this run | seconds (when it ran) | training precision |",
+        "|---|---|---|---|",
         *stage_lines,
         "",
     ]

@@ -24,7 +24,7 @@ class TeacherRecord(TrainingRecord, total=False):
 
 def ce_loss(model, batch, _extras):
     labels = batch.pop("labels")
-    loss = F.cross_entropy(model(**batch).logits, labels)
+    loss = F.cross_entropy(model(**batch).logits.float(), labels)
     return loss, {"ce": float(loss.detach())}
 
 

@@ -36,6 +36,8 @@ class TrainOutcome:
 class TrainingRecord(TypedDict, total=False):
     """What a training stage records about its run (``stage.json``)."""
 
+    train_precision: str  # what the training computed in: fp32 or bf16 (autocast; weights stay fp32), fp16
+    device: str  # cpu or cuda
     validation: dict[str, float]  # the kept checkpoint's validation metrics
     best_step: int
     steps: int
@@ -45,8 +47,14 @@ class TrainingRecord(TypedDict, total=False):
     history: list[dict]
 
 
+def precision_name(accelerator) -> str:
+    return {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
+
+
 def training_record(outcome: TrainOutcome, accelerator) -> TrainingRecord:
     return {
+        "train_precision": precision_name(accelerator),
+        "device": accelerator.device.type,
         "validation": outcome.best_metrics,
         "best_step": outcome.best_step,
         "steps": outcome.steps,
