@@ -180,7 +180,9 @@ def pruning_section(rec: PruneRecord) -> list[str]:
             f"(rank {emb['rank']}, {100 * emb['svd_energy_kept']:.1f}% of the SVD energy before recovery)."
         )
     if emb.get("positions_before"):
-        lines.append(f"Position table {emb['positions_before']} -> {emb['positions']} rows (data.max_length).")
+        lines.append(
+            f"Position table {emb['positions_before']} -> {emb['positions']} rows (data.max_length)."
+        )
     if rec.get("validation"):
         lines.append(f"Validation accuracy after recovery: {rec['validation']['accuracy']:.4f}.")
     lines += ["", "| layer | heads kept | head ids kept | FFN units kept |", "|---|---|---|---|"]
