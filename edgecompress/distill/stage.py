@@ -17,7 +17,7 @@ from edgecompress.modeling.student import build_student, evenly_spread
 from edgecompress.training.batching import EncodedSplit, PairedSplit, make_loader, token_id_map
 from edgecompress.training.loop import TrainingRecord, fit, training_record
 
-STAGE_VERSION = 3
+STAGE_VERSION = 4
 
 
 @dataclass(frozen=True)

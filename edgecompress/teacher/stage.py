@@ -13,7 +13,7 @@ from edgecompress.teacher.config import TeacherConfig
 from edgecompress.training.batching import EncodedSplit, make_loader
 from edgecompress.training.loop import TrainingRecord, evaluate, fit, training_record
 
-STAGE_VERSION = 2
+STAGE_VERSION = 3
 
 
 class TeacherRecord(TrainingRecord, total=False):
