@@ -18,26 +18,32 @@ import json
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from edgecompress.quiet import quiet_third_party
 
 quiet_third_party()
 
 from edgecompress.benchmark.stage import pytorch_split_metrics  # noqa: E402
+from edgecompress.distill.config import StudentConfig  # noqa: E402
+from edgecompress.errors import EdgeCompressError  # noqa: E402
 from edgecompress.pipeline import Pipeline  # noqa: E402
-from edgecompress.recipe import load_recipe  # noqa: E402
+from edgecompress.recipe import load_recipe, parse_overrides  # noqa: E402
 from edgecompress.studies.ablation import ablation_student  # noqa: E402
 
 
 def evaluate_test_split(model_dir: Path, data, max_length: int) -> dict:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    from edgecompress.modeling.loading import load_saved_classifier
+
+    model = load_saved_classifier(model_dir)
     return pytorch_split_metrics(model, AutoTokenizer.from_pretrained(model_dir), data, "test", max_length)
 
 
-def mode_row(pipe, mode: str, data) -> dict:
+def mode_row(pipe, mode: str, data, student_cfg=None, tag=None) -> dict:
     """Train (or reuse) the student of ``mode`` and score it on the test split."""
-    result = pipe.student() if mode == "full" else ablation_student(pipe, mode)
+    result = ablation_student(pipe, mode, student_cfg, tag)
     record = result.record
     test = evaluate_test_split(result.path, data, pipe.recipe.data.max_length)
     return {
@@ -56,15 +62,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("recipe")
     parser.add_argument("--modes", default="labels,kd,full")
     parser.add_argument("--output", default=None, help="run folder (default: the recipe's)")
+    parser.add_argument(
+        "--student-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="another student shape, e.g. --student-set hidden_size=256 --student-set num_attention_heads=8 "
+        "--student-set width_init=teacher (trained in every mode, stages ablation/<tag>/<mode>)",
+    )
+    parser.add_argument("--tag", default=None, help="stage name for --student-set (default: from its fields)")
     args = parser.parse_args(argv)
     recipe = load_recipe(args.recipe)
+    student_cfg, tag = None, None
+    if args.student_set:
+        try:
+            changes = parse_overrides(args.student_set)
+            student_cfg = StudentConfig.model_validate({**recipe.student.model_dump(), **changes})
+        except (EdgeCompressError, ValidationError) as exc:
+            parser.error(f"--student-set: {str(exc).splitlines()[0]}")
+        tag = args.tag or "-".join(f"{k}{v}" for k, v in sorted(changes.items()))
     with Pipeline(recipe, output=args.output) as pipe:
         data, run_dir = pipe.data(), pipe.run_dir
-        rows = [mode_row(pipe, mode, data) for mode in args.modes.split(",")]
+        rows = [mode_row(pipe, mode, data, student_cfg, tag) for mode in args.modes.split(",")]
     base = next((r for r in rows if r["mode"] == "labels"), rows[0])
+    shape = (student_cfg or recipe.student).model_dump(exclude_defaults=True) or "the recipe's"
     print(
-        f"\nStudent: {recipe.student.num_layers} layers, {rows[0]['steps']} steps each; "
-        f"test split {len(data.splits['test'])} examples"
+        f"\nStudent: {shape}; {rows[0]['steps']} steps each; test split {len(data.splits['test'])} examples"
     )
     print(
         "| training | steps | train s | val acc | test acc | test macro-F1 | test acc vs labels-only (pts) |"
@@ -76,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['mode']} | {r['steps']} | {r['train_s']} | {r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} | "
             f"{r['test_f1_macro']:.4f} | {delta:+.2f} |"
         )
-    (run_dir / "ablation").mkdir(exist_ok=True)
-    (run_dir / "ablation" / "results.json").write_text(json.dumps(rows, indent=2))
+    folder = run_dir / "ablation" / (tag or "")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(rows, indent=2))
     return 0
 
 

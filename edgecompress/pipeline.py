@@ -125,14 +125,14 @@ class Pipeline:
         )
         return self.stage("teacher", key, lambda tmp: teacher_stage.run(r.teacher, None, ctx, tmp))
 
-    def student(self, name: str = "student", distill_cfg=None) -> StageResult:
-        """Distil the recipe's student (or, for ablations, the same student with another DistillConfig, from
-        the same random state)."""
+    def student(self, name: str = "student", distill_cfg=None, student_cfg=None) -> StageResult:
+        """Distil the recipe's student; the studies pass another DistillConfig (ablations) or StudentConfig
+        (other shapes) and a stage name of their own. Every student starts from the same random state."""
         from edgecompress.distill import stage as distill_stage
         from edgecompress.distill.config import StudentStageConfig
 
         teacher, ctx, r = self.teacher(), self.context, self.recipe
-        cfg = StudentStageConfig(student=r.student, distill=distill_cfg or r.distill)
+        cfg = StudentStageConfig(student=student_cfg or r.student, distill=distill_cfg or r.distill)
         key = fingerprint(
             "student",
             distill_stage.STAGE_VERSION,
@@ -153,13 +153,14 @@ class Pipeline:
 
         check_shapes(self.recipe)
 
-    def pruned(self) -> StageResult:
-        """Prune the distilled student and recover; the folder also holds importance.json."""
+    def pruned(self, name: str = "pruned", prune_cfg=None, student: StageResult | None = None) -> StageResult:
+        """Prune the distilled student and recover; the folder also holds importance.json. The studies pass
+        another PruneConfig, student and stage name (sweeps)."""
         from edgecompress.prune import stage as prune_stage
         from edgecompress.prune.config import PruneStageConfig
 
-        student, teacher, ctx, r = self.student(), self.teacher(), self.context, self.recipe
-        cfg = PruneStageConfig(prune=r.prune, distill=r.distill)
+        student, teacher, ctx, r = student or self.student(), self.teacher(), self.context, self.recipe
+        cfg = PruneStageConfig(prune=prune_cfg or r.prune, distill=r.distill)
         key = fingerprint(
             "prune",
             prune_stage.STAGE_VERSION,
@@ -173,7 +174,7 @@ class Pipeline:
         inputs = prune_stage.PruneInputs(
             student.path, teacher.path, student.record["student"].get("init_layers")
         )
-        return self.stage("pruned", key, lambda tmp: prune_stage.run(cfg, inputs, ctx, tmp))
+        return self.stage(name, key, lambda tmp: prune_stage.run(cfg, inputs, ctx, tmp), seed_name="pruned")
 
     def export(self, variant: str, model: StageResult) -> Path:
         """The ONNX variant ``variant`` of the PyTorch model a training stage wrote."""

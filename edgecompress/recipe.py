@@ -101,6 +101,25 @@ class Recipe(StageConfig):
         return name
 
     @model_validator(mode="after")
+    def _classic_students_have_no_layers_to_match(self) -> Recipe:
+        arch = self.student.architecture
+        if arch == "transformer":
+            return self
+        if self.distill.weights.attention:
+            raise ValueError(
+                f"distill.weights.attention: attention transfer needs a transformer student (student.architecture "
+                f"is {arch}); set it to 0"
+            )
+        if self.distill.layer_mapping is not None:
+            raise ValueError(f"distill.layer_mapping: a {arch} student has no layers to map")
+        p = self.prune
+        if p is not None and (p.heads.mode != "none" or p.ffn.enabled or p.embeddings.enabled):
+            raise ValueError(
+                f"prune: a {arch} student has no heads or FFN units; only prune.vocab applies to it"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _cross_checks(self) -> Recipe:
         mapping = self.distill.layer_mapping
         if mapping is not None and self.student.model is None and len(mapping) != self.student.num_layers:

@@ -35,6 +35,11 @@ class DataConfig(StageConfig):
     group_column: str | None = Field(
         None, description="Split by this column so no group (e.g. movie) lands in two splits."
     )
+    split_seed: int | None = Field(
+        None,
+        description="Seed of the split (and of max_*_samples); default the recipe's seed. Pin it to vary "
+        "training seeds over the same test split.",
+    )
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     test_fraction: float = Field(0.1, gt=0, lt=0.5)
     encoding: str = Field(

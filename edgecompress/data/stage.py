@@ -191,7 +191,7 @@ def prepare_with_cleaning(cfg: DataConfig, seed: int) -> tuple[PreparedData, Cle
 def run(cfg: DataConfig, inputs: None, ctx: StageContext, out_dir: Path) -> dict:
     """Writes the three splits and the label list into ``out_dir``; returns their statistics and what was
     dropped (warnings for label conflicts, texts shared by splits and re-decoded files go to the log)."""
-    data, cleaning = prepare_with_cleaning(cfg, ctx.seed)
+    data, cleaning = prepare_with_cleaning(cfg, ctx.seed if cfg.split_seed is None else cfg.split_seed)
     if ctx.is_main_process:
         data.save(out_dir)
         for line in cleaning.warnings():

@@ -10,8 +10,45 @@ from edgecompress.config_base import StageConfig
 from edgecompress.training.config import TrainingConfig
 
 
+class LstmConfig(StageConfig):
+    """The BiLSTM student's encoder."""
+
+    hidden_size: int = Field(256, ge=8, description="Units per direction.")
+    num_layers: int = Field(1, ge=1, le=4, description="Stacked BiLSTM layers.")
+    pooling: Literal["max", "mean"] = Field(
+        "max", description="Sentence vector: max or mean over real tokens."
+    )
+
+
+class CnnConfig(StageConfig):
+    """The TextCNN student's encoder: one convolution per kernel width, max-over-time pooling."""
+
+    kernel_sizes: list[int] = Field(
+        [2, 3, 4], min_length=1, description="Widths (tokens) of the convolutions."
+    )
+    filters: int = Field(128, ge=1, description="Filters per kernel width.")
+
+
+TRANSFORMER_FIELDS = (
+    "model",
+    "num_layers",
+    "init_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "intermediate_size",
+)
+
+
 class StudentConfig(StageConfig):
-    """The small model: the teacher's architecture with fewer layers (default), other widths, or any model."""
+    """The small model: the teacher's architecture with fewer layers (default), other widths, or any model;
+    or a BiLSTM / TextCNN over the teacher's word-pieces."""
+
+    architecture: Literal["transformer", "bilstm", "textcnn"] = Field(
+        "transformer",
+        description="transformer: the teacher's architecture, smaller. bilstm / textcnn: a classic network over "
+        "the teacher's word-pieces (embeddings from the teacher's table), distilled on the teacher's logits "
+        "(and sentence vector); no attention transfer.",
+    )
 
     model: str | None = Field(
         None, description="Use this model (local folder or hub id) instead of building one."
@@ -25,6 +62,49 @@ class StudentConfig(StageConfig):
     )
     num_attention_heads: int | None = Field(None, ge=1)
     intermediate_size: int | None = Field(None, ge=8)
+    width_init: Literal["random", "teacher"] = Field(
+        "random",
+        description="A student of another width: random initialisation, or from the teacher through the "
+        "leading principal directions of its hidden states (needs the teacher's head size, at most its "
+        "widths; heads and FFN units with the largest weights are kept).",
+    )
+
+    embedding_dim: int | None = Field(
+        None,
+        ge=8,
+        description="bilstm / textcnn: width of the word-piece embeddings, from the teacher's table through its "
+        "leading principal directions when narrower; default the teacher's hidden size.",
+    )
+    lstm: LstmConfig = Field(default_factory=LstmConfig, description="bilstm: the encoder.")
+    cnn: CnnConfig = Field(default_factory=CnnConfig, description="textcnn: the encoder.")
+    dropout: float = Field(
+        0.1, ge=0, lt=1, description="bilstm / textcnn: dropout on embeddings and features."
+    )
+
+    @property
+    def is_classic(self) -> bool:
+        return self.architecture != "transformer"
+
+    def _changed(self, fields) -> list[str]:
+        """Fields set to something other than their default (a dumped recipe repeats every default)."""
+        spec = type(self).model_fields
+        return [f for f in fields if getattr(self, f) != spec[f].get_default(call_default_factory=True)]
+
+    @model_validator(mode="after")
+    def _fields_of_its_architecture(self) -> StudentConfig:
+        if self.is_classic:
+            wrong = self._changed(TRANSFORMER_FIELDS + ("width_init",))
+            if wrong:
+                raise ValueError(
+                    f"{', '.join(wrong)}: transformer fields, not used by a {self.architecture} student"
+                )
+        else:
+            wrong = self._changed(("embedding_dim", "lstm", "cnn", "dropout"))
+            if wrong:
+                raise ValueError(
+                    f"{', '.join(wrong)}: bilstm / textcnn fields, not used by a transformer student"
+                )
+        return self
 
     @model_validator(mode="after")
     def _init_layers_and_heads_fit(self) -> StudentConfig:
@@ -52,9 +132,20 @@ class LossWeights(StageConfig):
     """Weights of the four loss terms; a zero weight switches the term (and its teacher outputs) off."""
 
     ce: float = Field(1.0, ge=0, description="Cross-entropy on the hard labels.")
-    kd: float = Field(1.0, ge=0, description="T^2 * KL(teacher || student) on temperature-softened logits.")
-    attention: float = Field(1.0, ge=0, description="Attention-map transfer over the layer mapping.")
-    hidden: float = Field(1.0, ge=0, description="Hidden-state MSE over the layer mapping.")
+    kd: float = Field(
+        1.0,
+        ge=0,
+        description="Soft targets: T^2 * KL(teacher || student) at temperature T, or MSE on logits.",
+    )
+    attention: float = Field(
+        1.0, ge=0, description="Attention-map transfer over the layer mapping (transformer students)."
+    )
+    hidden: float = Field(
+        1.0,
+        ge=0,
+        description="Hidden states over the layer mapping (transformer students), or the sentence vector against "
+        "the teacher's last [CLS] state (bilstm / textcnn), through a learned projection when widths differ.",
+    )
 
     @model_validator(mode="after")
     def _at_least_one_term(self) -> LossWeights:
@@ -67,12 +158,40 @@ class LossWeights(StageConfig):
         return bool(self.kd or self.attention or self.hidden)
 
 
+class AugmentationConfig(StageConfig):
+    """The transfer set enlarged with perturbed copies of the training texts (Tang et al. 2019), labelled by
+    the teacher only (no hard labels). Part-of-speech-guided replacement is left out: no tagger ships offline."""
+
+    copies: int = Field(10, ge=1, description="Augmented copies of each training example.")
+    mask_prob: float = Field(0.1, ge=0, le=1, description="Each word becomes [MASK] with this probability.")
+    ngram_prob: float = Field(
+        0.25, ge=0, le=1, description="With this probability a copy keeps only a random n-gram of the text."
+    )
+    ngram_max: int = Field(5, ge=1, description="Longest n-gram kept (n is drawn from 1..ngram_max).")
+
+
 class DistillConfig(StageConfig):
-    """Loss = ce*CE + kd*T^2*KL + attention*AT + hidden*MSE(proj(h_s), h_t)."""
+    """Loss = ce*CE + kd*(T^2*KL or MSE on logits) + attention*AT + hidden*(MSE or 1-cosine)(proj(h_s), h_t)."""
 
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     temperature: float = Field(2.0, gt=0, description="Softmax temperature T of the soft targets.")
     weights: LossWeights = Field(default_factory=LossWeights)
+    kd_loss: Literal["kl", "mse"] = Field(
+        "kl", description="kl: T^2 * KL at temperature T (Hinton et al.); mse: squared error between logits."
+    )
+    hidden_loss: Literal["mse", "cosine"] = Field(
+        "mse",
+        description="Hidden-state / sentence-vector term: mean squared error, or 1 - cosine similarity.",
+    )
+    augmentation: AugmentationConfig | None = Field(
+        None, description="Enlarge the transfer set with masked and n-gram-sampled copies; null: none."
+    )
+    teacher_memory_mb: int = Field(
+        4096,
+        ge=0,
+        description="Keep the frozen teacher's outputs (the logits and the layers the losses use) per example "
+        "after its first pass, so later epochs and recovery rounds skip its forward; 0: read them every step.",
+    )
     attention_loss: Literal["kl", "mse"] = Field(
         "kl",
         description="kl: KL(teacher row || student row) per query row; mse: squared error summed over keys, "

@@ -61,21 +61,48 @@ def attention_transfer_loss(
     return (per_row * rows).sum() / rows.sum().clamp_min(1)
 
 
+def logit_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, kind: str, temperature: float):
+    """The soft-target term: T^2 KL at temperature T (``kl``), or squared error between logits (``mse``, as Tang
+    et al. distil BERT into small networks)."""
+    if kind == "mse":
+        return F.mse_loss(student_logits.float(), teacher_logits.float())
+    return soft_target_loss(student_logits, teacher_logits, temperature)
+
+
+def hard_label_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the examples that have a label (augmented copies carry -1: the teacher's only)."""
+    labelled = labels >= 0
+    if not bool(labelled.any()):
+        return logits.float().sum() * 0.0
+    return F.cross_entropy(logits.float()[labelled], labels[labelled])
+
+
 def hidden_state_loss(
-    student_h: torch.Tensor, teacher_h: torch.Tensor, attention_mask: torch.Tensor
+    student_h: torch.Tensor, teacher_h: torch.Tensor, attention_mask: torch.Tensor, kind: str = "mse"
 ) -> torch.Tensor:
-    """Mean squared error over real tokens and hidden units, in fp32."""
+    """Mean squared error (``mse``) or 1 - cosine similarity (``cosine``) per real token, averaged, in fp32.
+    Sentence vectors ([batch, width]) are one token each."""
     student_h, teacher_h = student_h.float(), teacher_h.float()
-    tokens = attention_mask.to(student_h.dtype)
-    per_token = ((student_h - teacher_h) ** 2).mean(-1)
+    if kind == "cosine":
+        per_token = 1 - F.cosine_similarity(student_h, teacher_h, dim=-1)
+    else:
+        per_token = ((student_h - teacher_h) ** 2).mean(-1)
+    tokens = attention_mask.to(per_token.dtype)
     return (per_token * tokens).sum() / tokens.sum().clamp_min(1)
+
+
+def teacher_sentence_vector(teacher_out) -> torch.Tensor:
+    """The teacher's sentence vector: its last layer's [CLS] state (cached, or from its hidden states)."""
+    cached = getattr(teacher_out, "cls", None)
+    return cached if cached is not None else teacher_out.hidden_states[-1][:, 0]
 
 
 class DistillationLoss(nn.Module):
     """The weighted sum of the four terms. Holds the learned projections used when widths differ.
 
     ``layer_map[i]`` is the teacher layer (0-based) matched by student layer i; ``teacher_heads[i]`` optionally
-    names the teacher heads matched by student layer i's heads (e.g. after head pruning).
+    names the teacher heads matched by student layer i's heads (e.g. after head pruning). A student without
+    layers to match (a BiLSTM / TextCNN: ``layer_map`` empty) has its sentence vector matched instead.
     """
 
     def __init__(
@@ -91,8 +118,9 @@ class DistillationLoss(nn.Module):
         self.layer_map = layer_map
         self.teacher_heads = teacher_heads or [None] * len(layer_map)
         w = cfg.weights
+        self.sentence = not layer_map  # classic students: their pooled vector against the teacher's [CLS]
         self.projections = (
-            nn.ModuleList(nn.Linear(student_hidden, teacher_hidden) for _ in layer_map)
+            nn.ModuleList(nn.Linear(student_hidden, teacher_hidden) for _ in (layer_map or [None]))
             if w.hidden and student_hidden != teacher_hidden
             else None
         )
@@ -104,6 +132,13 @@ class DistillationLoss(nn.Module):
     @property
     def needs_hidden_states(self) -> bool:
         return bool(self.cfg.weights.hidden)
+
+    def _sentence_term(self, student_out, teacher_out) -> torch.Tensor:
+        h = student_out.pooled
+        if self.projections is not None:
+            h = self.projections[0](h)
+        t = teacher_sentence_vector(teacher_out)
+        return hidden_state_loss(h, t, torch.ones(h.shape[0], device=h.device), self.cfg.hidden_loss)
 
     def forward(
         self,
@@ -123,20 +158,23 @@ class DistillationLoss(nn.Module):
         )
         mask = attention_mask
         if aligned is not None and (t_att is not None or t_hid is not None):
-            teacher_width = t_att[0].shape[-1] if t_att is not None else t_hid[0].shape[1]
+            maps = [a for a in (t_att or []) if a is not None]
+            teacher_width = maps[0].shape[-1] if maps else next(h for h in t_hid if h is not None).shape[1]
             width = min(attention_mask.shape[1], teacher_width)
             mask = attention_mask[:, :width] * aligned[:, None].to(attention_mask.dtype)
             if s_att is not None:
                 s_att = [a[..., :width, :width] for a in s_att]
-                t_att = [a[..., :width, :width] for a in t_att]
+                t_att = [None if a is None else a[..., :width, :width] for a in t_att]
             if s_hid is not None:
                 s_hid = [h[:, :width] for h in s_hid]
-                t_hid = [h[:, :width] for h in t_hid]
+                t_hid = [None if h is None else h[:, :width] for h in t_hid]
         terms: dict[str, torch.Tensor] = {}
         if w.ce:
-            terms["ce"] = F.cross_entropy(student_out.logits.float(), labels)
+            terms["ce"] = hard_label_loss(student_out.logits, labels)
         if w.kd:
-            terms["kd"] = soft_target_loss(student_out.logits, teacher_out.logits, self.cfg.temperature)
+            terms["kd"] = logit_loss(
+                student_out.logits, teacher_out.logits, self.cfg.kd_loss, self.cfg.temperature
+            )
         if w.attention:
             terms["att"] = torch.stack(
                 [
@@ -150,13 +188,15 @@ class DistillationLoss(nn.Module):
                     for i, t in enumerate(self.layer_map)
                 ]
             ).mean()
-        if w.hidden:
+        if w.hidden and self.sentence:
+            terms["hid"] = self._sentence_term(student_out, teacher_out)
+        elif w.hidden:
             losses = []
             for i, t in enumerate(self.layer_map):
                 h = s_hid[i + 1]  # [0] is the embedding output
                 if self.projections is not None:
                     h = self.projections[i](h)
-                losses.append(hidden_state_loss(h, t_hid[t + 1], mask))
+                losses.append(hidden_state_loss(h, t_hid[t + 1], mask, self.cfg.hidden_loss))
             terms["hid"] = torch.stack(losses).mean()
         weights = {"ce": w.ce, "kd": w.kd, "att": w.attention, "hid": w.hidden}
         total = sum(weights[k] * v for k, v in terms.items())

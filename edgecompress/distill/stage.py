@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edgecompress.context import StageContext
+from edgecompress.distill.augment import UNLABELLED, augmented_examples
 from edgecompress.distill.config import DistillConfig, StudentStageConfig
 from edgecompress.distill.losses import DistillationLoss
+from edgecompress.distill.memory import TeacherMemory
 from edgecompress.errors import RecipeError
+from edgecompress.modeling.classic import ClassicClassifier, build_classic
 from edgecompress.modeling.layers import heads_per_layer
 from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
 from edgecompress.modeling.student import build_student, evenly_spread
@@ -39,6 +44,7 @@ class DistillPair:
     tokenizer: object
     teacher_tokenizer: object | None = None
     teacher_heads: list | None = None
+    teacher_memory: TeacherMemory | None = None  # shared by distillations over the same transfer set
 
 
 class DistillRecord(TrainingRecord, total=False):
@@ -48,6 +54,7 @@ class DistillRecord(TrainingRecord, total=False):
     attention_loss: str
     temperature: float
     aligned_examples: float  # share of examples both tokenizers split alike (trimmed vocabularies)
+    transfer_set: dict  # examples trained on (augmented copies among them) and how the teacher was read
 
 
 def plan_matching(
@@ -94,32 +101,100 @@ def disable_attention_dropout(model: torch.nn.Module) -> int:
     return count
 
 
-def distill(cfg: DistillConfig, pair: DistillPair, ctx: StageContext, desc: str = "distill") -> DistillRecord:
+class CachedTeacher:
+    """The teacher's outputs read from the batch (computed once for the whole transfer set)."""
+
+    def __init__(self, logits: torch.Tensor, cls: torch.Tensor | None):
+        self.logits, self.cls = logits, cls
+
+
+def transfer_set(cfg: DistillConfig, data, tokenizer, seed: int) -> tuple[list, list[int]]:
+    """The training examples and, with ``augmentation``, their teacher-only copies; and their label ids."""
+    examples, labels = list(data.splits["train"]), data.label_ids("train")
+    if cfg.augmentation is None:
+        return examples, labels
+    copies = augmented_examples(examples, cfg.augmentation, tokenizer.mask_token or "[MASK]", seed)
+    return examples + copies, labels + [UNLABELLED] * len(copies)
+
+
+@torch.no_grad()
+def teacher_outputs(teacher, split: EncodedSplit, accelerator, with_cls: bool, batch_size: int = 128) -> dict:
+    """The teacher's logits (and last [CLS] state) for every example of ``split``, at the training precision."""
+    logits, cls = None, None
+    for index, batch in split.batches_in_order(batch_size):
+        batch = {k: v.to(accelerator.device) for k, v in batch.items() if k != "labels"}
+        with accelerator.autocast():
+            out = teacher(**batch, output_hidden_states=with_cls)
+        if logits is None:
+            logits = np.zeros((len(split), out.logits.shape[-1]), np.float32)
+            cls = np.zeros((len(split), teacher.config.hidden_size), np.float16) if with_cls else None
+        logits[index] = out.logits.float().cpu().numpy()
+        if with_cls:
+            cls[index] = out.hidden_states[-1][:, 0].float().cpu().numpy()
+    return {"teacher_logits": logits} | ({"teacher_cls": cls} if with_cls else {})
+
+
+def distill(
+    cfg: DistillConfig,
+    pair: DistillPair,
+    ctx: StageContext,
+    desc: str = "distill",
+    cache_dir: Path | None = None,
+) -> DistillRecord:
     """Train ``pair.student`` in place against ``pair.teacher``; returns the training record. Reused by the
-    pruning recovery."""
+    pruning recovery.
+
+    When the losses need only the teacher's logits (and sentence vector) - a BiLSTM / TextCNN student, or no
+    attention and hidden-state terms - the teacher labels the whole transfer set once (batched) instead of
+    every epoch; ``cache_dir`` keeps those outputs (and the augmented texts) for the record."""
     data, accelerator, max_length = ctx.data, ctx.accelerator, ctx.max_length
     student, teacher = pair.student, pair.teacher
-    mapping = plan_matching(cfg, student, teacher, pair.teacher_heads)
+    classic = isinstance(student, ClassicClassifier)
+    mapping = [] if classic else plan_matching(cfg, student, teacher, pair.teacher_heads)
     if cfg.weights.attention:
         disable_attention_dropout(student)
-    loss_module = DistillationLoss(
-        cfg, mapping, student.config.hidden_size, teacher.config.hidden_size, pair.teacher_heads
-    )
-    train_split = EncodedSplit(pair.tokenizer, data.splits["train"], data.label_ids("train"), max_length)
+    width = student.pooled_size if classic else student.config.hidden_size
+    loss_module = DistillationLoss(cfg, mapping, width, teacher.config.hidden_size, pair.teacher_heads)
+    teacher_tokenizer = pair.teacher_tokenizer or pair.tokenizer
+    examples, labels = transfer_set(cfg, data, teacher_tokenizer, ctx.seed)
+    train_split = EncodedSplit(pair.tokenizer, examples, labels, max_length)
     val_split = EncodedSplit(
         pair.tokenizer, data.splits["validation"], data.label_ids("validation"), max_length
     )
     use_teacher = cfg.weights.uses_teacher
+    cached = use_teacher and not cfg.weights.attention and (classic or not cfg.weights.hidden)
     aligned_share = None
-    if use_teacher and pair.teacher_tokenizer is not None:
-        teacher_split = EncodedSplit(
-            pair.teacher_tokenizer, data.splits["train"], data.label_ids("train"), max_length
+    teacher.to(accelerator.device).eval()
+    if cached:
+        teacher_split = (
+            train_split
+            if pair.teacher_tokenizer is None
+            else EncodedSplit(pair.teacher_tokenizer, examples, labels, max_length)
         )
+        outputs = teacher_outputs(teacher, teacher_split, accelerator, with_cls=bool(cfg.weights.hidden))
+        train_split.attach(outputs)
+        if cache_dir is not None and accelerator.is_main_process:
+            np.savez_compressed(cache_dir / "teacher_outputs.npz", **outputs)
+    elif use_teacher and pair.teacher_tokenizer is not None:
+        teacher_split = EncodedSplit(pair.teacher_tokenizer, examples, labels, max_length)
         train_split = PairedSplit(
             train_split, teacher_split, token_id_map(pair.tokenizer, pair.teacher_tokenizer)
         )
         aligned_share = sum(train_split.aligned) / len(train_split)
-    teacher.to(accelerator.device).eval()
+    memory = None
+    if use_teacher and not cached and cfg.teacher_memory_mb:
+        layers = (
+            (mapping if cfg.weights.attention else []),
+            ([t + 1 for t in mapping] if cfg.weights.hidden else []),
+        )
+        memory = pair.teacher_memory
+        if memory is None or not memory.covers(*layers):
+            memory = TeacherMemory(cfg.teacher_memory_mb, *layers)
+        (train_split.student if isinstance(train_split, PairedSplit) else train_split).with_index = True
+    if cfg.augmentation is not None and cache_dir is not None and accelerator.is_main_process:
+        with open(cache_dir / "transfer_set.jsonl", "w") as fh:
+            for ex in examples[len(data.splits["train"]) :]:
+                fh.write(json.dumps({"text": ex.text, "text_pair": ex.text_pair}) + "\n")
     for p in teacher.parameters():
         p.requires_grad_(False)
     want = {
@@ -131,9 +206,19 @@ def distill(cfg: DistillConfig, pair: DistillPair, ctx: StageContext, desc: str 
         labels = batch.pop("labels")
         teacher_inputs, aligned = batch.pop("teacher_inputs", batch), batch.pop("aligned", None)
         teacher_out = None
-        if use_teacher:  # at the training precision too (the student's forward is autocast by Accelerate)
-            with torch.no_grad(), accelerator.autocast():
-                teacher_out = teacher(**teacher_inputs, **want)
+        index = batch.pop("index", None)
+        if cached:
+            teacher_out = CachedTeacher(batch.pop("teacher_logits"), batch.pop("teacher_cls", None))
+        elif use_teacher:
+            width, n_layers = teacher_inputs["input_ids"].shape[1], teacher.config.num_hidden_layers
+            teacher_out = memory.recall(index, width, n_layers) if memory is not None else None
+            if (
+                teacher_out is None
+            ):  # at the training precision (the student's forward is autocast by Accelerate)
+                with torch.no_grad(), accelerator.autocast():
+                    teacher_out = teacher(**teacher_inputs, **want)
+                if memory is not None:
+                    memory.keep(index, teacher_out, teacher_inputs["attention_mask"])
         student_out = model(**batch, **want)
         module = extras[0] if extras else loss_module
         return module(student_out, teacher_out, labels, batch["attention_mask"], aligned)
@@ -157,6 +242,14 @@ def distill(cfg: DistillConfig, pair: DistillPair, ctx: StageContext, desc: str 
     }
     if aligned_share is not None:
         record["aligned_examples"] = round(aligned_share, 4)
+    record["transfer_set"] = {
+        "examples": len(examples),
+        "augmented": len(examples) - len(data.splits["train"]),
+        "teacher_outputs": "computed once" if cached else ("every step" if use_teacher else "not used"),
+    }
+    if memory is not None:
+        record["teacher_memory"] = memory.record()
+        pair.teacher_memory = memory
     return record
 
 
@@ -169,13 +262,21 @@ def run(cfg: StudentStageConfig, inputs: DistillInputs, ctx: StageContext, out_d
     teacher_src = resolve(str(inputs.teacher_dir), "teacher")
     teacher, _ = load_classifier(teacher_src, ctx.data.labels)
     tokenizer = load_tokenizer(teacher_src)
-    student, built = build_student(teacher, cfg.student, ctx.data.labels)
+    samples = None
+    if cfg.student.changes_width and cfg.student.width_init == "teacher":  # text for the principal directions
+        split = EncodedSplit(tokenizer, ctx.data.splits["train"], ctx.data.label_ids("train"), ctx.max_length)
+        loader = make_loader(split, 32, shuffle=True, seed=ctx.seed)
+        samples = [b for _, b in zip(range(16), loader, strict=False)]
+    if cfg.student.is_classic:
+        student, built = build_classic(cfg.student, teacher, ctx.data.labels, tokenizer.pad_token_id or 0)
+    else:
+        student, built = build_student(teacher, cfg.student, ctx.data.labels, samples)
     pair = DistillPair(student, teacher, tokenizer)
     if cfg.student.model is not None:
         own = load_tokenizer(resolve(cfg.student.model, "student.model"))
         if not _same_vocab(own, tokenizer):  # the teacher reads its own tokens; see PairedSplit
             pair = DistillPair(student, teacher, own, teacher_tokenizer=tokenizer)
-    record: DistillRecord = {"student": built, **distill(cfg.distill, pair, ctx)}
+    record: DistillRecord = {"student": built, **distill(cfg.distill, pair, ctx, cache_dir=out_dir)}
     if ctx.accelerator.is_main_process:
         student = ctx.accelerator.unwrap_model(student).to("cpu")
         student.save_pretrained(out_dir, safe_serialization=True)

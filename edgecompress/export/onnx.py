@@ -16,10 +16,14 @@ def export(model, tokenizer, out_dir: Path, opset: int) -> Path:
     """``out_dir/model.onnx`` with dynamic batch and sequence axes, plus config and tokenizer files.
 
     Exports the loaded model (Optimum's ``onnx_export_from_model``), so pruned models with unequal layer
-    widths export the same way as plain ones.
+    widths export the same way as plain ones; BiLSTM / TextCNN students go through torch's exporter.
     """
     from optimum.exporters.onnx import onnx_export_from_model
 
+    from edgecompress.modeling.classic import ClassicClassifier
+
+    if isinstance(model, ClassicClassifier):
+        return export_classic(model, tokenizer, out_dir, opset)
     with contextlib.redirect_stdout(io.StringIO()):
         onnx_export_from_model(
             model.eval(),
@@ -35,6 +39,40 @@ def export(model, tokenizer, out_dir: Path, opset: int) -> Path:
     onnx_path = out_dir / "model.onnx"
     if not onnx_path.is_file():
         raise StageError(f"Optimum wrote no model.onnx into {out_dir}", where="export")
+    return onnx_path
+
+
+def export_classic(model, tokenizer, out_dir: Path, opset: int) -> Path:
+    """A BiLSTM / TextCNN student as ``model.onnx`` (inputs input_ids and attention_mask, output logits; dynamic
+    batch and sequence axes), with its config and tokenizer beside it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    sample = tokenizer(["a first example text", "a second"], padding=True, return_tensors="pt")
+    args = (sample["input_ids"], sample["attention_mask"])
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids, attention_mask).logits
+
+    onnx_path = out_dir / "model.onnx"
+    with contextlib.redirect_stdout(io.StringIO()):
+        torch.onnx.export(
+            LogitsOnly(model),
+            args,
+            str(onnx_path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={n: {0: "batch_size", 1: "sequence_length"} for n in ("input_ids", "attention_mask")}
+            | {"logits": {0: "batch_size"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    tokenizer.save_pretrained(out_dir)
+    model.config.save_pretrained(out_dir)
     return onnx_path
 
 

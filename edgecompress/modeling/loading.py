@@ -157,6 +157,10 @@ def load_saved_classifier(folder: str | Path, eager_attention: bool = True):
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    from edgecompress.modeling.classic import ClassicClassifier, is_classic
+
+    if is_classic(folder):
+        return ClassicClassifier.from_folder(folder)
     kw = {"attn_implementation": "eager"} if eager_attention else {}
     config = AutoConfig.from_pretrained(folder)
     if not getattr(config, FFN_SIZES, None) and not getattr(config, EMBEDDING_RANK, None):

@@ -40,8 +40,7 @@ def student_config(teacher_config, cfg: StudentConfig):
     """The built student's transformers config, checked against the teacher's: needs no weights, so the
     run's preflight calls it before any training.
 
-    Returns ``(config, init_layers)``; ``init_layers`` is None when the student has another width (random
-    initialisation).
+    Returns ``(config, init_layers)``; ``init_layers`` is None when the student is initialised at random.
     """
     n_teacher = teacher_config.num_hidden_layers
     if cfg.num_layers > n_teacher and not cfg.changes_width:
@@ -58,8 +57,10 @@ def student_config(teacher_config, cfg: StudentConfig):
             f"hidden_size {s_cfg.hidden_size} is not divisible by {s_cfg.num_attention_heads} heads",
             where="student.num_attention_heads",
         )
-    if cfg.changes_width:
+    if cfg.changes_width and cfg.width_init == "random":
         return s_cfg, None
+    if cfg.changes_width:
+        _check_narrow(teacher_config, s_cfg)
     init = cfg.init_layers or evenly_spread(n_teacher, cfg.num_layers)
     bad = [i for i in init if i >= n_teacher]
     if bad:
@@ -70,10 +71,30 @@ def student_config(teacher_config, cfg: StudentConfig):
     return s_cfg, init
 
 
+def _check_narrow(teacher_config, s_cfg) -> None:
+    """What ``width_init: teacher`` needs: the teacher's head size, and no width above the teacher's."""
+    head = teacher_config.hidden_size // teacher_config.num_attention_heads
+    if s_cfg.hidden_size // s_cfg.num_attention_heads != head:
+        raise RecipeError(
+            f"width_init teacher keeps the teacher's head size {head}: num_attention_heads must be hidden_size / "
+            f"{head} = {s_cfg.hidden_size / head:g}",
+            where="student.num_attention_heads",
+        )
+    for field in ("hidden_size", "intermediate_size"):
+        if getattr(s_cfg, field) > getattr(teacher_config, field):
+            raise RecipeError(
+                f"{getattr(s_cfg, field)} is wider than the teacher's {getattr(teacher_config, field)}",
+                where=f"student.{field}",
+            )
+
+
 def build_student(
-    teacher: torch.nn.Module, cfg: StudentConfig, labels: list[str]
+    teacher: torch.nn.Module, cfg: StudentConfig, labels: list[str], sample_batches: list[dict] | None = None
 ) -> tuple[torch.nn.Module, dict]:
-    """The student model and a description of how it was made (for the run's records)."""
+    """The student model and a description of how it was made (for the run's records).
+
+    ``sample_batches`` (training text) are needed for ``width_init: teacher``: the principal directions of
+    the teacher's hidden states come from them."""
     if cfg.model is not None:
         model, _ = load_classifier(resolve(cfg.model, "student.model"), labels)
         return model, {"built_from": cfg.model}
@@ -87,6 +108,19 @@ def build_student(
             "built_from": "teacher config",
             "init": "random (other width)",
             "layers": cfg.num_layers,
+        }
+    if cfg.changes_width:
+        from edgecompress.modeling.narrow import narrow_from_teacher, principal_directions
+
+        basis, share = principal_directions(teacher, sample_batches or [], s_cfg.hidden_size)
+        narrow_from_teacher(student, teacher, init, basis)
+        return student, {
+            "built_from": "teacher",
+            "init": "teacher through its principal directions",
+            "init_layers": init,
+            "layers": cfg.num_layers,
+            "hidden_size": s_cfg.hidden_size,
+            "second_moment_kept": round(share, 4),
         }
     copy_from_teacher(student, teacher, init)
     return student, {"built_from": "teacher", "init_layers": init, "layers": cfg.num_layers}

@@ -139,7 +139,7 @@ def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: 
     batches = [b for _, b in zip(range(prune.importance_batches), loader, strict=False)]
     total_heads, total_units = _targets(prune, heads0, units0)
     removed_heads = removed_units = 0
-    steps, first_scores = [], None
+    steps, first_scores, memory = [], None, None  # the teacher's outputs, kept across recovery rounds
     for step in range(1, prune.steps + 1):
         head_scores, unit_scores = importance(student, batches, prune.importance)
         n_h = None if total_heads is None else step_target(total_heads, step, prune.steps, removed_heads)
@@ -188,13 +188,22 @@ def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: 
                 tokenizer,
                 teacher_tokenizer=teacher_tokenizer if tokenizer is not teacher_tokenizer else None,
                 teacher_heads=t_heads,
+                teacher_memory=memory,
             )
             rec = distill(
                 recovery, pair, ctx.with_seed(ctx.seed + step), desc=f"recover {step}/{prune.steps}"
             )
+            memory = pair.teacher_memory
             record["recovery"] = {
                 k: rec[k]
-                for k in ("validation", "steps", "train_seconds", "layer_mapping", "aligned_examples")
+                for k in (
+                    "validation",
+                    "steps",
+                    "train_seconds",
+                    "layer_mapping",
+                    "aligned_examples",
+                    "teacher_memory",
+                )
                 if k in rec
             }
             record["attention_matching"] = (

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgecompress.machine import isa_preset
@@ -24,53 +26,80 @@ def _qconfig(cfg, is_static: bool):
     return preset, getattr(AutoQuantizationConfig, preset)(is_static=is_static, per_channel=cfg.per_channel)
 
 
-def _quantize(source_dir: Path, out_dir: Path, qconfig, ranges=None) -> None:
+@dataclass(frozen=True)
+class BlockTables:
+    """Embedding tables stored as ONNX Runtime GatherBlockQuantized blocks instead of Optimum's int8 Gather."""
+
+    bits: int
+    group_size: int
+    gathers: tuple[str, ...]  # the fp32 graph's embedding Gather nodes: Optimum leaves them alone
+
+    def record(self, tables: dict | None = None) -> dict:
+        return {"embeddings": f"int{self.bits}", "embedding_group_size": self.group_size, "tables": tables}
+
+
+def block_tables(cfg, source_dir: Path) -> BlockTables | None:
+    if cfg.embeddings == "per_tensor":
+        return None
+    import onnx
+
+    from edgecompress.quantize.nbits import embedding_gathers
+
+    graph = onnx.load(str(source_dir / "model.onnx"), load_external_data=False).graph
+    names = tuple(node.name for node, _ in embedding_gathers(graph).values())
+    return BlockTables({"int8": 8, "int4": 4}[cfg.embeddings], cfg.embedding_group_size, names)
+
+
+def _quantize(
+    source_dir: Path, out_dir: Path, qconfig, ranges=None, blocks: BlockTables | None = None
+) -> dict:
+    """Optimum's ORTQuantizer on ``source_dir``; with ``blocks`` the embedding Gathers are left to it as float
+    and then rewritten as GatherBlockQuantized. Returns the block tables' shapes (or {})."""
+    import shutil
+
     from optimum.onnxruntime import ORTQuantizer
 
+    if blocks is not None:
+        qconfig = dataclasses.replace(
+            qconfig, nodes_to_exclude=list(qconfig.nodes_to_exclude) + list(blocks.gathers)
+        )
     quantizer = ORTQuantizer.from_pretrained(source_dir, file_name="model.onnx")
     quantizer.quantize(
         save_dir=out_dir, quantization_config=qconfig, file_suffix=None, calibration_tensors_range=ranges
     )
-
-
-def with_block_embeddings(cfg, source_dir: Path, ctx: QuantContext) -> tuple[Path, dict]:
-    """The fp32 variant to hand to Optimum: as it is, or (``embeddings: int8 | int4``) a copy in the scratch
-    folder whose embedding tables are already GatherBlockQuantized, which Optimum then leaves alone."""
-    if cfg.embeddings == "per_tensor":
-        return source_dir, {"embeddings": "per_tensor"}
-    import shutil
-
+    for (
+        path
+    ) in source_dir.iterdir():  # what Optimum does not carry for a model it does not know (config.json)
+        if path.is_file() and path.suffix != ".onnx" and path.name not in ("manifest.json", "stage.json"):
+            if not (out_dir / path.name).exists():
+                shutil.copy2(path, out_dir / path.name)
+    if blocks is None:
+        return {}
     import onnx
 
     from edgecompress.quantize.nbits import block_quantize_embeddings
 
-    folder = ctx.scratch / "block-embeddings"
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in source_dir.iterdir():
-        if path.is_file() and path.name not in ("model.onnx", "manifest.json", "stage.json"):
-            shutil.copy2(path, folder / path.name)
-    model = onnx.load(str(source_dir / "model.onnx"))
-    bits = {"int8": 8, "int4": 4}[cfg.embeddings]
-    tables = block_quantize_embeddings(model, bits, cfg.embedding_group_size)
-    onnx.save(model, str(folder / "model.onnx"))
-    return folder, {
-        "embeddings": cfg.embeddings,
-        "embedding_group_size": cfg.embedding_group_size,
-        "tables": tables,
-    }
+    model = onnx.load(str(out_dir / "model.onnx"))
+    tables = block_quantize_embeddings(model, blocks.bits, blocks.group_size)
+    onnx.save(model, str(out_dir / "model.onnx"))
+    return tables
 
 
 @register(Int8DynamicConfig)
 def int8_dynamic(cfg: Int8DynamicConfig, source_dir: Path, out_dir: Path, ctx: QuantContext) -> dict:
     preset, qconfig = _qconfig(cfg, is_static=False)
-    model_dir, embeddings = with_block_embeddings(cfg, source_dir, ctx)
-    checked = guard(cfg, qconfig, lambda dst, qc: _quantize(model_dir, dst, qc), source_dir, out_dir, ctx)
+    blocks, tables = block_tables(cfg, source_dir), {}
+
+    def build(dst: Path, qc) -> None:
+        tables.update(_quantize(source_dir, dst, qc, blocks=blocks))
+
+    checked = guard(cfg, qconfig, build, source_dir, out_dir, ctx)
     return {
         "precision": "int8",
         "method": "dynamic",
         "preset": preset,
         "per_channel": cfg.per_channel,
-        "embedding_tables": embeddings,
+        "embedding_tables": blocks.record(tables) if blocks else {"embeddings": "per_tensor"},
         **checked,
     }
 
@@ -113,9 +142,8 @@ def int8_static(cfg: Int8StaticConfig, source_dir: Path, out_dir: Path, ctx: Qua
     samples = calibration_samples(ctx, AutoTokenizer.from_pretrained(source_dir), cfg.calibration_samples)
     # the calibrator runs in the scratch directory: make every path absolute first
     source_dir, out_dir, scratch = source_dir.resolve(), out_dir.resolve(), ctx.scratch.resolve()
-    model_dir, embeddings = with_block_embeddings(cfg, source_dir, ctx)
-    model_dir = model_dir.resolve()
-    quantizer = ORTQuantizer.from_pretrained(model_dir, file_name="model.onnx")
+    blocks, tables = block_tables(cfg, source_dir), {}
+    quantizer = ORTQuantizer.from_pretrained(source_dir, file_name="model.onnx")
     # calibration writes an augmented model (and a model-sized .data file) next to it: keep that in scratch
     with _working_dir(scratch):
         ranges = quantizer.fit(
@@ -124,15 +152,17 @@ def int8_static(cfg: Int8StaticConfig, source_dir: Path, out_dir: Path, ctx: Qua
             onnx_augmented_model_name=scratch / "augmented_model.onnx",
             operators_to_quantize=qconfig.operators_to_quantize,
         )
-    checked = guard(
-        cfg, qconfig, lambda dst, qc: _quantize(model_dir, dst, qc, ranges), source_dir, out_dir, ctx
-    )
+
+    def build(dst: Path, qc) -> None:
+        tables.update(_quantize(source_dir, dst, qc, ranges, blocks))
+
+    checked = guard(cfg, qconfig, build, source_dir, out_dir, ctx)
     return {
         "precision": "int8",
         "method": "static",
         "preset": preset,
         "per_channel": cfg.per_channel,
         "calibration": {"samples": len(samples), "method": cfg.calibration_method},
-        "embedding_tables": embeddings,
+        "embedding_tables": blocks.record(tables) if blocks else {"embeddings": "per_tensor"},
         **checked,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -21,6 +22,15 @@ class EncodedSplit(Dataset):
         self.columns = {k: enc[k] for k in self.keys}
         self.labels = list(label_ids)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.extras: dict[str, np.ndarray] = {}  # per-example arrays carried into batches (teacher outputs)
+        self.with_index = False  # batches carry "index" (each example's position in the split)
+
+    def attach(self, arrays: dict[str, np.ndarray]) -> None:
+        """Per-example arrays (one row per example) that batches then carry as float tensors."""
+        for name, values in arrays.items():
+            if len(values) != len(self):
+                raise ValueError(f"{name}: {len(values)} rows for {len(self)} examples")
+        self.extras = dict(arrays)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -28,6 +38,10 @@ class EncodedSplit(Dataset):
     def __getitem__(self, i: int) -> dict:
         item = {k: self.columns[k][i] for k in self.keys}
         item["labels"] = self.labels[i]
+        for name, values in self.extras.items():
+            item[name] = values[i]
+        if self.with_index:
+            item["index"] = i
         return item
 
     @property
@@ -43,7 +57,16 @@ class EncodedSplit(Dataset):
                 [it[key] + [pad] * (width - len(it[key])) for it in items], dtype=torch.long
             )
         batch["labels"] = torch.tensor([it["labels"] for it in items], dtype=torch.long)
+        for name in self.extras:
+            batch[name] = torch.from_numpy(np.stack([it[name] for it in items]).astype(np.float32))
+        if self.with_index:
+            batch["index"] = torch.tensor([it["index"] for it in items], dtype=torch.long)
         return batch
+
+    def batches_in_order(self, batch_size: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        """``(example indices, batch)`` over every example once, similar lengths together (for inference)."""
+        for index in LengthGroupedBatches(self.lengths, batch_size, shuffle=False, seed=0):
+            yield index, self.collate([self[i] for i in index])
 
 
 class PairedSplit(Dataset):
