@@ -16,6 +16,7 @@ from typing import TypedDict
 from edgecompress.context import StageContext
 from edgecompress.distill.stage import DistillPair, distill
 from edgecompress.errors import RecipeError
+from edgecompress.modeling.classic import is_classic
 from edgecompress.modeling.embeddings import factorize_word_embeddings, trim_positions
 from edgecompress.modeling.layers import count_parameters, ffn_sizes, head_counts, surviving_heads
 from edgecompress.modeling.loading import load_saved_classifier
@@ -114,9 +115,53 @@ def _teacher_heads(
     return surviving_heads(student.config)
 
 
+def trim_for_student(prune: PruneConfig, student, tokenizer, data, max_length: int):
+    """Trim the vocabulary when asked; returns the student's tokenizer and the record of what was kept."""
+    if not prune.vocab.enabled:
+        return tokenizer, None
+    texts, pairs = data.texts("train")
+    keep = kept_token_ids(tokenizer, texts, pairs, max_length, prune.vocab.min_frequency)
+    before = len(tokenizer.get_vocab())
+    tokenizer = trim_vocabulary(student, tokenizer, keep)
+    return tokenizer, {"before": before, "after": len(keep), "min_frequency": prune.vocab.min_frequency}
+
+
+def run_classic(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: Path) -> PruneRecord:
+    """A BiLSTM / TextCNN student has no heads or FFN units: only its vocabulary is trimmed, then one recovery
+    distillation teaches it the new tokenisation."""
+    from transformers import AutoTokenizer
+
+    student = load_saved_classifier(inputs.student_dir)
+    teacher = load_saved_classifier(inputs.teacher_dir)
+    teacher_tokenizer = AutoTokenizer.from_pretrained(inputs.student_dir)
+    params0 = count_parameters(student)
+    tokenizer, vocab = trim_for_student(cfg.prune, student, teacher_tokenizer, ctx.data, ctx.max_length)
+    rec = None
+    if cfg.prune.recovery is not None:
+        pair = DistillPair(
+            student, teacher, tokenizer, teacher_tokenizer if tokenizer is not teacher_tokenizer else None
+        )
+        recovery = cfg.distill.model_copy(update={"training": cfg.prune.recovery})
+        rec = distill(recovery, pair, ctx.with_seed(ctx.seed + 1), desc="recover", cache_dir=out_dir)
+    student = ctx.accelerator.unwrap_model(student).to("cpu").eval()
+    if ctx.is_main_process:
+        student.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+    return {
+        "train_precision": precision_name(ctx.accelerator),
+        "params_before": params0,
+        "params_after": count_parameters(student),
+        "vocab": vocab,
+        "steps": [],
+        "validation": rec["validation"] if rec else None,
+    }
+
+
 def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: Path) -> PruneRecord:
     from transformers import AutoTokenizer
 
+    if is_classic(inputs.student_dir):
+        return run_classic(cfg, inputs, ctx, out_dir)
     prune, data, accelerator = cfg.prune, ctx.data, ctx.accelerator
     student = load_saved_classifier(inputs.student_dir)
     teacher = load_saved_classifier(inputs.teacher_dir)
@@ -126,13 +171,8 @@ def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: 
     n_teacher = teacher.config.num_hidden_layers
     mapping0 = cfg.distill.layer_mapping or evenly_spread(n_teacher, len(heads0))
     layer_origin = list(range(len(heads0)))
-    vocab = None
-    if prune.vocab.enabled:  # first, so that recovery teaches the student its new tokenisation
-        texts, pairs = data.texts("train")
-        keep = kept_token_ids(tokenizer, texts, pairs, ctx.max_length, prune.vocab.min_frequency)
-        before = len(tokenizer.get_vocab())
-        tokenizer = trim_vocabulary(student, tokenizer, keep)
-        vocab = {"before": before, "after": len(keep), "min_frequency": prune.vocab.min_frequency}
+    # the vocabulary first, so that recovery teaches the student its new tokenisation
+    tokenizer, vocab = trim_for_student(prune, student, tokenizer, data, ctx.max_length)
     embeddings = shrink_embeddings(student, tokenizer, prune.embeddings, ctx.max_length)
     train = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), ctx.max_length)
     loader = make_loader(train, prune.importance_batch_size, shuffle=True, seed=ctx.seed)

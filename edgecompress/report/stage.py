@@ -160,13 +160,16 @@ def data_line(rec: dict) -> str:
 
 def pruning_section(rec: PruneRecord) -> list[str]:
     """Per-layer table of heads and feed-forward units kept, and the vocabulary change."""
-    lines = [
-        "## Pruning",
-        "",
-        f"Heads {rec['heads_before']} -> {rec['heads_after']} ({100 * rec['removed_head_share']:.0f}% removed), "
-        f"FFN units {rec['units_before']} -> {rec['units_after']} ({100 * rec['removed_unit_share']:.0f}% removed), "
-        f"parameters {rec['params_before'] / 1e6:.2f}M -> {rec['params_after'] / 1e6:.2f}M.",
-    ]
+    params = f"parameters {rec['params_before'] / 1e6:.2f}M -> {rec['params_after'] / 1e6:.2f}M."
+    lines = ["## Pruning", ""]
+    if "heads_before" in rec:
+        lines.append(
+            f"Heads {rec['heads_before']} -> {rec['heads_after']} ({100 * rec['removed_head_share']:.0f}% "
+            f"removed), FFN units {rec['units_before']} -> {rec['units_after']} "
+            f"({100 * rec['removed_unit_share']:.0f}% removed), {params}"
+        )
+    else:  # a BiLSTM / TextCNN student: its vocabulary only
+        lines.append(params[0].upper() + params[1:])
     if rec.get("vocab"):
         v = rec["vocab"]
         lines.append(
@@ -185,6 +188,8 @@ def pruning_section(rec: PruneRecord) -> list[str]:
         )
     if rec.get("validation"):
         lines.append(f"Validation accuracy after recovery: {rec['validation']['accuracy']:.4f}.")
+    if "layers" not in rec:
+        return lines + [""]
     lines += ["", "| layer | heads kept | head ids kept | FFN units kept |", "|---|---|---|---|"]
     for layer in rec["layers"]:
         lines.append(
@@ -217,7 +222,7 @@ def run(cfg: ReportConfig, inputs: ReportInputs, ctx: StageContext, out_dir: Pat
     prune_lines = []
     if inputs.prune is not None:
         prune_lines = pruning_section(inputs.prune)
-        if cfg.plots:
+        if cfg.plots and (inputs.prune_dir / IMPORTANCE_FILE).is_file():  # transformers: head scores
             plots.head_importance_heatmap(
                 json.loads((inputs.prune_dir / IMPORTANCE_FILE).read_text()), run_dir / "head_importance.png"
             )
