@@ -36,15 +36,16 @@ from edgecompress.studies import frontier as F  # noqa: E402
 from edgecompress.studies.peers import pick_ours  # noqa: E402
 
 
-def seed_figures(recipe, seeds: list[int], final: str, log) -> list[dict]:
+def seed_figures(recipe, run_dir, seeds: list[int], final: str, log) -> list[dict]:
     """Test accuracy of the final artifact and of the teacher for the recipe's seed and each extra seed."""
     from transformers import AutoTokenizer
 
     rows = []
     for seed in [recipe.seed, *seeds]:
-        r = recipe if seed == recipe.seed else F.seed_recipe(recipe, seed)
-        log(f"[frontier] seed {seed}: {r.run_dir}")
-        with Pipeline(r, log=log) as pipe:
+        r = recipe if seed == recipe.seed else F.seed_recipe(recipe, seed, run_dir)
+        output = run_dir if seed == recipe.seed else None
+        log(f"[frontier] seed {seed}: {output or r.run_dir}")
+        with Pipeline(r, output=output, log=log) as pipe:
             folder = F.final_artifact(pipe, final)
             pipe.export(TEACHER_VARIANT, pipe.teacher())
             scores = {
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfg, benchmark_stage.BenchmarkInputs(variants, recipe.sequence_length), pipe.context, out
             )
             log = pipe.log
-        seed_rows = seed_figures(recipe, seeds, final, log) if seeds else []
+        seed_rows = seed_figures(recipe, run_dir, seeds, final, log) if seeds else []
     except EdgeCompressError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -48,9 +48,10 @@ def table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        val = "-" if r["val_accuracy"] is None else f"{r['val_accuracy']:.4f}"
         head.append(
             f"| {r['point']} | {r['layers']} | {r['fraction']:.0%} | {r['heads']} | {r['units']} | "
-            f"{r['params'] / 1e6:.2f} | {r['size_mb']:.2f} | {r['val_accuracy']:.4f} | {r['accuracy']:.4f} | "
+            f"{r['params'] / 1e6:.2f} | {r['size_mb']:.2f} | {val} | {r['accuracy']:.4f} | "
             f"{r['f1_macro']:.4f} | {r['p50_ms']:.2f} | {r['x_faster']:.1f} |"
         )
     return "\n".join(head)
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 "units": f"{rec['units_after']}/{rec['units_before']}",
                 "params": res["params"],
                 "size_mb": res["size_mb"],
-                "val_accuracy": rec["validation"]["accuracy"],
+                "val_accuracy": (rec.get("validation") or {}).get("accuracy"),  # None without recovery
                 "accuracy": res["accuracy"],
                 "f1_macro": res["f1_macro"],
                 "p50_ms": latency[name],

@@ -68,3 +68,67 @@ def test_vocab_trim_effect_rejects_bad_thresholds_before_any_work(tmp_path, caps
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--min-frequencies" in err and message in err
+
+
+def test_sparsity_curve_and_frontier(tiny_run, capsys):
+    """Sweep points become cached stages and artifacts; the frontier measures the run's variants and the
+    points in one run, marks the Pareto front, plots it, and repeats the final artifact over another seed."""
+    path, run = tiny_run
+    sweep = load_script("sparsity_curve")
+    assert sweep.main([str(path), "--fractions", "0.25,0.5", "--layers", "1,2", "--runs", "3"]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((run / "sweep" / "sweep.json").read_text())["rows"]
+    assert [r["point"] for r in rows] == ["L1-p25", "L1-p50", "L2-p25", "L2-p50"]
+    assert all((run / "models" / r["variant"] / "model.onnx").is_file() for r in rows)
+    assert rows[1]["params"] < rows[0]["params"] and rows[2]["params"] > rows[0]["params"]
+    assert "| L2-p50 | 2 | 50% |" in out
+    frontier = load_script("frontier")
+    assert frontier.main([str(path), "--final", "pruned-int8-dynamic", "--seeds", "7", "--runs", "3"]) == 0
+    out = capsys.readouterr().out
+    record = json.loads((run / "frontier" / "frontier.json").read_text())
+    kinds = {r["variant"]: r["kind"] for r in record["rows"]}
+    assert kinds["teacher-fp32"] == "run" and kinds["sweep-L1-p25-int8-dynamic"] == "sweep"
+    assert any(r["pareto"] for r in record["rows"]) and (run / "frontier" / "frontier.png").is_file()
+    seeds = record["seeds"]
+    assert [r["seed"] for r in seeds["rows"]] == [0, 7] and len(seeds["final_accuracy"]["values"]) == 2
+    assert not (run.parent / "run-seed7" / "report.json").exists()  # only the final artifact's chain
+    assert (run.parent / "run-seed7" / "models" / "pruned-int8-dynamic" / "model.onnx").is_file()
+    assert "Final artifact `pruned-int8-dynamic`" in out and "mean ± std" in out
+
+
+def test_frontier_rejects_bad_seeds(tiny_run, capsys):
+    path, _ = tiny_run
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("frontier").main([str(path), "--seeds", "1,x"])
+    assert exit_info.value.code == 2 and "--seeds" in capsys.readouterr().err
+
+
+def test_distill_ablation_on_a_narrower_student(tiny_run, capsys):
+    path, run = tiny_run
+    argv = [str(path), "--modes", "labels,kd,full", "--tag", "narrow"]
+    argv += ["--student-set", "hidden_size=16", "--student-set", "num_attention_heads=2"]
+    argv += ["--student-set", "intermediate_size=32", "--student-set", "width_init=teacher"]
+    assert load_script("distill_ablation").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| kd |" in out and "'hidden_size': 16" in out
+    record = json.loads((run / "ablation" / "narrow" / "full" / "stage.json").read_text())["record"]
+    assert record["student"]["init"] == "teacher through its principal directions"
+    assert [r["mode"] for r in json.loads((run / "ablation" / "narrow" / "results.json").read_text())] == [
+        "labels",
+        "kd",
+        "full",
+    ]
+
+
+def test_wordpiece_choice(tiny_run, capsys, monkeypatch):
+    path, _ = tiny_run
+    script = load_script("wordpiece_choice")
+    monkeypatch.setattr(
+        script,
+        "CHOICES",
+        [("whole vocabulary", None, None, "per_tensor"), ("seen >= 1, int4 blocks", 1, None, "int4")],
+    )
+    assert script.main([str(path)]) == 0
+    lines = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert [r[1].strip() for r in lines] == ["whole vocabulary", "seen >= 1, int4 blocks"]
+    assert float(lines[1][4]) < float(lines[0][4])  # fewer embedding bytes

@@ -81,12 +81,11 @@ def frontier_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def seed_recipe(recipe, seed: int):
-    """The recipe trained from another seed over the same data split."""
+def seed_recipe(recipe, seed: int, run_dir: Path):
+    """The recipe trained from another seed over the same data split, in a run folder beside ``run_dir``."""
     data = recipe.data.model_copy(update={"split_seed": recipe.data.split_seed or recipe.seed})
-    return recipe.model_copy(
-        update={"seed": seed, "data": data, "output_dir": None, "name": f"{recipe.name}-seed{seed}"}
-    )
+    output = str(run_dir.parent / f"{run_dir.name}-seed{seed}")
+    return recipe.model_copy(update={"seed": seed, "data": data, "output_dir": output})
 
 
 def final_artifact(pipe, variant: str) -> Path:
