@@ -98,14 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             raise EdgeCompressError(f"artifacts missing: {', '.join(missing)}", where=str(run_dir / "models"))
         out = run_dir / "frontier"
         out.mkdir(exist_ok=True)
-        cfg = recipe.benchmark.model_copy(
-            update={
-                "batch_sizes": [1],
-                "threads": [1],
-                "mobile": None,
-                "runs": args.runs or recipe.benchmark.runs,
-            }
-        )
+        cfg = recipe.benchmark.headline_only(args.runs)
         with Pipeline(recipe, output=run_dir) as pipe:
             pipe.log(f"[frontier] measuring {len(points)} artifacts in one interleaved run")
             variants = {p.variant: p.folder for p in points}

@@ -79,14 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             pipe.export(TEACHER_VARIANT, pipe.teacher())
             variants = {TEACHER_VARIANT: pipe.variants[TEACHER_VARIANT]}
             variants |= {built[p]["quantized"].name: built[p]["quantized"] for p in points}
-            cfg = recipe.benchmark.model_copy(
-                update={
-                    "batch_sizes": [1],
-                    "threads": [1],
-                    "mobile": None,
-                    "runs": args.runs or recipe.benchmark.runs,
-                }
-            )
+            cfg = recipe.benchmark.headline_only(args.runs)
             out = pipe.run_dir / "sweep"
             out.mkdir(exist_ok=True)
             pipe.log(f"[sweep] measuring {len(points)} points and the teacher in one interleaved run")

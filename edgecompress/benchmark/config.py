@@ -35,6 +35,13 @@ class BenchmarkConfig(StageConfig):
     eval_batch_size: int = Field(64, ge=1, description="Batch size for the accuracy pass.")
     mobile: MobileProfile | None = Field(None, description="The mobile-class profile; null = not measured.")
 
+    def headline_only(self, runs: int | None = None) -> BenchmarkConfig:
+        """Batch 1 and 1 thread only (the report's headline), no mobile profile: for the studies that time many
+        artifacts in one run."""
+        return self.model_copy(
+            update={"batch_sizes": [1], "threads": [1], "mobile": None, "runs": runs or self.runs}
+        )
+
     @field_validator("batch_sizes", "threads")
     @classmethod
     def _include_one(cls, values: list[int]) -> list[int]:
