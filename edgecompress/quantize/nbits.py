@@ -198,14 +198,19 @@ def matmul_nbits(graph, name: str, matmul, layer: BlockQuantized, accuracy_level
     )
 
 
-def gather_block_quantized(graph, name: str, gather, table: BlockQuantized):
-    from onnx import helper, numpy_helper
+def gather_block_quantized(
+    graph, name: str, gather, table: BlockQuantized, half_scales: bool = False
+) -> list:
+    """The GatherBlockQuantized node that replaces ``gather`` (and, with ``half_scales``, fp16 scales and a Cast
+    of the rows back to fp32: a quarter of the scales' bytes)."""
+    from onnx import TensorProto, helper, numpy_helper
 
     inputs = [f"{name}.qweight", gather.input[1], f"{name}.scales"]
+    scale_type = np.float16 if half_scales else np.float32
     graph.initializer.extend(
         [
             numpy_helper.from_array(pack_blocks(table.q, table.bits), inputs[0]),
-            numpy_helper.from_array(table.scales.astype(np.float32), inputs[2]),
+            numpy_helper.from_array(table.scales.astype(scale_type), inputs[2]),
         ]
     )
     if not table.symmetric:
@@ -214,10 +219,11 @@ def gather_block_quantized(graph, name: str, gather, table: BlockQuantized):
             numpy_helper.from_array(pack_blocks(table.zero_points, table.bits), inputs[3])
         )
     axis = next((a.i for a in gather.attribute if a.name == "axis"), 0)
-    return helper.make_node(
+    rows = f"{name}.rows_fp16" if half_scales else gather.output[0]
+    node = helper.make_node(
         "GatherBlockQuantized",
         inputs,
-        list(gather.output),
+        [rows],
         name=f"{gather.name}_Q{table.bits}",
         domain=MS_DOMAIN,
         gather_axis=axis,
@@ -225,6 +231,12 @@ def gather_block_quantized(graph, name: str, gather, table: BlockQuantized):
         block_size=table.group_size,
         bits=table.bits,
     )
+    if not half_scales:
+        return [node]
+    cast = helper.make_node(
+        "Cast", [rows], [gather.output[0]], name=f"{gather.name}_Q{table.bits}_cast", to=TensorProto.FLOAT
+    )
+    return [node, cast]
 
 
 def embedding_gathers(graph) -> dict[str, tuple]:
@@ -241,9 +253,9 @@ def embedding_gathers(graph) -> dict[str, tuple]:
     return found
 
 
-def block_quantize_embeddings(model, bits: int, group_size: int) -> dict:
+def block_quantize_embeddings(model, bits: int, group_size: int, half_scales: bool = True) -> dict:
     """Every embedding table of ``model`` (an onnx.ModelProto, edited in place) as a symmetric
-    GatherBlockQuantized table; returns the tables' names and shapes."""
+    GatherBlockQuantized table (fp16 scales by default); returns the tables' names and shapes."""
     gathers = embedding_gathers(model.graph)
     for width in {table.shape[1] for _, table in gathers.values()}:
         if width % group_size:
@@ -251,11 +263,20 @@ def block_quantize_embeddings(model, bits: int, group_size: int) -> dict:
                 f"embedding_group_size {group_size} does not divide an embedding width of {width}",
                 where="quantization",
             )
-    tables = {
-        name: quantize_table(table, bits, group_size, symmetric=True) for name, (_, table) in gathers.items()
-    }
-    rewrite_graph(model, {}, {}, {name: node for name, (node, _) in gathers.items()}, tables)
+    for name, (node, table) in gathers.items():
+        quantized = quantize_table(table, bits, group_size, symmetric=True)
+        _replace(model.graph, node, gather_block_quantized(model.graph, name, node, quantized, half_scales))
+    _finish(model)
     return {name: list(table.shape) for name, (_, table) in gathers.items()}
+
+
+def _finish(model) -> None:
+    """Drop the float weights the rewritten nodes no longer read; declare the com.microsoft domain."""
+    from onnx import helper
+
+    _drop_unused_initializers(model.graph)
+    if not any(op.domain == MS_DOMAIN for op in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
 
 
 def rewrite_graph(
@@ -267,7 +288,6 @@ def rewrite_graph(
     accuracy_level: int = 0,
 ) -> dict:
     """Replace the mapped MatMul / Gather nodes of ``model`` (an onnx.ModelProto, edited in place)."""
-    from onnx import helper
 
     graph = model.graph
     biases = 0
@@ -278,8 +298,6 @@ def rewrite_graph(
         _replace(graph, node, [matmul_nbits(graph, name, node, layer, accuracy_level)])
     for name, table in tables.items():
         node = gathers[name]
-        _replace(graph, node, [gather_block_quantized(graph, name, node, table)])
-    _drop_unused_initializers(graph)
-    if not any(op.domain == MS_DOMAIN for op in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+        _replace(graph, node, gather_block_quantized(graph, name, node, table))
+    _finish(model)
     return {"matmul_nbits": len(linears), "gather_block_quantized": len(tables), "biases_from_inc": biases}

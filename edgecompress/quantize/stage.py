@@ -16,7 +16,7 @@ from edgecompress.quantize.config import QuantVariantConfig
 from edgecompress.quantize.context import QuantContext
 from edgecompress.quantize.registry import quantize
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2
 
 
 @dataclass(frozen=True)
