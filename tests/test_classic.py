@@ -89,6 +89,24 @@ def test_classic_student_runs_end_to_end(classic_run):
     mobile = json.loads((out / "mobile" / "pruned-int8-dynamic" / "mobile.json").read_text())
     assert mobile["loads_and_runs"] and mobile["vs_onnx"]["argmax_agreement"] == 1.0
     assert "Parameters" in (out / "report.md").read_text()  # the pruning section: its vocabulary only
+    if arch == "textcnn":  # convolutions exported as MatMul: int8 kernels, no ConvInteger
+        import onnx
+
+        graph = onnx.load(str(out / "models" / "pruned-int8-dynamic" / "model.onnx")).graph
+        ops = {n.op_type for n in graph.node}
+        assert "Conv" not in ops and "ConvInteger" not in ops
+        assert ops & {"MatMulInteger", "DynamicQuantizeMatMul"}, sorted(ops)
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 5])
+def test_convolution_as_a_matrix_product_is_the_same_function(kernel):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(8, 6, kernel, padding=kernel - 1)
+    x = torch.randn(3, 8, 11)
+    expected = conv(x)
+    got = ClassicClassifier._conv_as_matmul(conv, x)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_predict_serves_a_classic_artifact(classic_run):

@@ -92,6 +92,8 @@ def test_peer_rows_ratios_against_the_one_liner():
     assert "| (4) ours | 5.00 | 5.00 | 5.00 | 5.00 | 5.00 | 5.00 | 5.00 | +0.50 | +1.00 |" in tables
     check = "\n".join(P.target_check(rows))
     assert check.count(": met") == 3 and "NOT" not in check
+    strict = "\n".join(P.target_check(rows, speed=6.0, size=4.0))
+    assert "target 6x: NOT met" in strict and "target 4x: met" in strict
 
 
 @pytest.fixture(scope="module")

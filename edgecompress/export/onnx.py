@@ -59,6 +59,9 @@ def export_classic(model, tokenizer, out_dir: Path, opset: int) -> Path:
             return self.inner(input_ids, attention_mask).logits
 
     onnx_path = out_dir / "model.onnx"
+    # TextCNN convolutions as MatMul (int8 kernels instead of ConvInteger); the parity check that follows
+    # compares the file with the Conv1d model
+    model.convs_as_matmul = True
     with contextlib.redirect_stdout(io.StringIO()):
         torch.onnx.export(
             LogitsOnly(model),
@@ -71,6 +74,7 @@ def export_classic(model, tokenizer, out_dir: Path, opset: int) -> Path:
             opset_version=opset,
             dynamo=False,
         )
+    model.convs_as_matmul = False
     tokenizer.save_pretrained(out_dir)
     model.config.save_pretrained(out_dir)
     return onnx_path

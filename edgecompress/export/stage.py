@@ -12,7 +12,7 @@ from edgecompress.export.onnx import check_parity, export
 from edgecompress.modeling.layers import count_parameters
 from edgecompress.modeling.loading import load_saved_classifier
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: TextCNN convolutions exported as MatMul
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ class ClassicClassifier(nn.Module):
                 f"unknown architecture '{config.architecture}' (one of {', '.join(ARCHITECTURES)})"
             )
         self.pooled_size = width
+        self.convs_as_matmul = False  # set for ONNX export (see _conv_as_matmul); training uses Conv1d
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(width, config.num_labels)
 
@@ -133,11 +134,24 @@ class ClassicClassifier(nn.Module):
             return (x * keep).sum(1) / keep.sum(1).clamp_min(1.0)
         return x.masked_fill(keep == 0, -1e4).max(1).values
 
+    @staticmethod
+    def _conv_as_matmul(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+        """``conv(x)`` as one matrix product over k shifted copies of x (same result, [b, filters, n + k - 1]).
+
+        Exported this way, int8 dynamic quantization runs it with ONNX Runtime's int8 MatMul kernels; a
+        quantized Conv (ConvInteger) ran slower than the float Conv on CPU."""
+        k = conv.kernel_size[0]
+        padded = torch.nn.functional.pad(x, (k - 1, k - 1)).transpose(1, 2)  # [b, n + 2k - 2, dim]
+        windows = [padded[:, i : (i - k + 1) or None] for i in range(k)]  # k x [b, n + k - 1, dim]
+        weight = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1)  # [filters, k*dim]
+        return torch.nn.functional.linear(torch.cat(windows, dim=-1), weight, conv.bias).transpose(1, 2)
+
     def _pool_cnn(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x.transpose(1, 2)  # [b, dim, n]
         pooled = []
         for conv in self.encoder:
-            h = torch.relu(conv(x))  # [b, filters, n + k - 1]; position t covers tokens t-k+1 .. t
+            h = self._conv_as_matmul(conv, x) if self.convs_as_matmul else conv(x)
+            h = torch.relu(h)  # [b, filters, n + k - 1]; position t covers tokens t-k+1 .. t
             k = conv.kernel_size[0]
             # a window is real when it holds at least one real token: pad the mask the way the conv pads
             covered = torch.nn.functional.max_pool1d(
