@@ -93,6 +93,12 @@ class Recipe(StageConfig):
     )
     report: ReportConfig = Field(default_factory=ReportConfig, description="Report outputs.")
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _bare_no(cls, value):
+        """YAML reads a bare ``no`` as false: ``mixed_precision: no`` and ``--set mixed_precision=no`` mean no."""
+        return "no" if value is False else value
+
     @field_validator("name")
     @classmethod
     def _not_a_parent_folder(cls, name: str) -> str:

@@ -371,6 +371,19 @@ def test_precision_resolves_per_device_and_flags(asked, cuda, cuda_bf16, flags, 
     assert (precision.note is None) if note is None else precision.note.startswith(note)
 
 
+def test_a_bare_no_for_mixed_precision_means_no(tiny_teacher, tiny_csv, tmp_path):
+    """YAML 1.1 reads `no` as false; in the recipe file and in --set it still means fp32 training."""
+    from edgecompress.recipe import parse_overrides
+
+    text = yaml.safe_dump(tiny_recipe(tiny_teacher, tiny_csv, tmp_path / "run")) + "mixed_precision: no\n"
+    assert recipe_from_dict(yaml.safe_load(text)).mixed_precision == "no"
+    overrides = parse_overrides(["mixed_precision=no"])
+    recipe = recipe_from_dict(tiny_recipe(tiny_teacher, tiny_csv, tmp_path / "run"), overrides=overrides)
+    assert recipe.mixed_precision == "no"
+    with pytest.raises(EdgeCompressError, match="mixed_precision"):
+        recipe_from_dict({**tiny_recipe(tiny_teacher, tiny_csv, tmp_path / "run"), "mixed_precision": True})
+
+
 def test_an_unsupported_request_warns_once_and_trains_in_fp32(monkeypatch):
     from edgecompress import machine
 
