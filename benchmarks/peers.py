@@ -56,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=None, help="timed runs per setting (default: recipe's)")
     parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--target-speed", type=float, default=3.5, help="x faster than (1) to call met")
-    parser.add_argument("--target-size", type=float, default=5.0, help="x smaller than (1) to call met")
+    parser.add_argument(
+        "--target-speed", type=float, default=P.TARGET_SPEED, help="x faster than (1) to call met"
+    )
+    parser.add_argument(
+        "--target-size", type=float, default=P.TARGET_SIZE, help="x smaller than (1) to call met"
+    )
     args = parser.parse_args(argv)
     try:
         recipe = load_recipe(args.recipe)

@@ -62,19 +62,23 @@ def export_classic(model, tokenizer, out_dir: Path, opset: int) -> Path:
     # TextCNN convolutions as MatMul (int8 kernels instead of ConvInteger); the parity check that follows
     # compares the file with the Conv1d model
     model.convs_as_matmul = True
-    with contextlib.redirect_stdout(io.StringIO()):
-        torch.onnx.export(
-            LogitsOnly(model),
-            args,
-            str(onnx_path),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["logits"],
-            dynamic_axes={n: {0: "batch_size", 1: "sequence_length"} for n in ("input_ids", "attention_mask")}
-            | {"logits": {0: "batch_size"}},
-            opset_version=opset,
-            dynamo=False,
-        )
-    model.convs_as_matmul = False
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            torch.onnx.export(
+                LogitsOnly(model),
+                args,
+                str(onnx_path),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["logits"],
+                dynamic_axes={
+                    n: {0: "batch_size", 1: "sequence_length"} for n in ("input_ids", "attention_mask")
+                }
+                | {"logits": {0: "batch_size"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+    finally:
+        model.convs_as_matmul = False
     tokenizer.save_pretrained(out_dir)
     model.config.save_pretrained(out_dir)
     return onnx_path
