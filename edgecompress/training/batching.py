@@ -9,15 +9,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from edgecompress.data.examples import Example
+from edgecompress.data.examples import Example, pair_texts
 
 
 class EncodedSplit(Dataset):
     """One split, tokenised once; items are dicts of int lists plus ``labels``."""
 
     def __init__(self, tokenizer, examples: Sequence[Example], label_ids: Sequence[int], max_length: int):
-        pairs = [ex.text_pair for ex in examples] if examples and examples[0].text_pair is not None else None
-        enc = tokenizer([ex.text for ex in examples], pairs, truncation=True, max_length=max_length)
+        enc = tokenizer(
+            [ex.text for ex in examples], pair_texts(examples), truncation=True, max_length=max_length
+        )
         self.keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         self.columns = {k: enc[k] for k in self.keys}
         self.labels = list(label_ids)
