@@ -34,8 +34,11 @@ def node_groups(onnx_path: Path, op_types: list[str]) -> dict[str, list[str]]:
     """
     import onnx
 
+    from edgecompress.export.clip import PREFIX
+
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    nodes = [n.name for n in graph.node if n.op_type in op_types and n.name]
+    # the input clip (export/clip.py) computes on token ids only: nothing to keep in float there
+    nodes = [n.name for n in graph.node if n.op_type in op_types and n.name and not n.name.startswith(PREFIX)]
     paths = {n: n.strip("/").split("/")[:-1] for n in nodes}
     bases = {p[0] for p in paths.values() if len(p) > 1 and p[1] in ("embeddings", "encoder")}
     groups: dict[str, list[str]] = {}
