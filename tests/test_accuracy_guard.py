@@ -138,6 +138,7 @@ def _bench(variants: dict[str, dict]) -> dict:
             "params": 100,
             "accuracy": 0.9,
             "f1_macro": 0.9,
+            "validation_accuracy": 0.9,
             **extra,
         }
         ms = 10.0 - i if name != "m-int8" else 1.0
