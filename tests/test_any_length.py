@@ -319,3 +319,27 @@ def test_timed_lengths_beyond_max_length_are_recipe_errors(tmp_path, benchmark, 
     ok = {"name": "x", "data": {"max_length": 64}, "benchmark": {"sequence_length": 64}}
     path.write_text(yaml.safe_dump(ok))
     assert CliRunner().invoke(app, ["validate", str(path)]).exit_code == 0
+
+
+def test_clip_without_an_attention_mask_keeps_the_first_and_last_tokens():
+    """A graph that takes only input_ids: every token is real, so a row longer than N keeps its first N-1
+    tokens and its last one; the clip is added once."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgecompress.export.clip import add_input_clip
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input_ids"], ["ids"])],
+        "ids_only",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "length"])],
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", None])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert add_input_clip(model, 8) == ["input_ids"] and add_input_clip(model, 8) == []
+    onnx.checker.check_model(model)
+    session = ort_session(model.SerializeToString())
+    ids = np.arange(80, dtype=np.int64).reshape(2, 40)
+    np.testing.assert_array_equal(session.run(None, {"input_ids": ids})[0], np.c_[ids[:, :7], ids[:, -1]])
+    short = ids[:, :5]
+    np.testing.assert_array_equal(session.run(None, {"input_ids": short})[0], short)
