@@ -140,6 +140,18 @@ class Recipe(StageConfig):
                         f"quantization.variants.{i}.apply_to: 'pruned' needs a prune section (there is no "
                         "pruned model to quantize)"
                     )
+        mobile = self.benchmark.mobile
+        for field, tokens in (
+            ("benchmark.sequence_length", self.benchmark.sequence_length),
+            ("benchmark.mobile.short_length", mobile and mobile.short_length),
+            ("benchmark.mobile.typical_length", mobile and mobile.typical_length),
+        ):
+            if tokens is not None and tokens > self.data.max_length:
+                raise ValueError(
+                    f"{field}: {tokens} tokens is more than data.max_length ({self.data.max_length}); every "
+                    "artifact truncates its inputs to data.max_length tokens, so a longer input would time "
+                    "a truncated one"
+                )
         known = self.variant_names()
         for i, name in enumerate(self.mobile.variants):
             if name not in known:

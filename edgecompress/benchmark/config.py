@@ -11,9 +11,12 @@ class MobileProfile(StageConfig):
     """The mobile-class profile: 1 thread, batch 1, a short and a typical input, and each variant's peak
     resident memory in a fresh process that loads it and runs one input."""
 
-    short_length: int = Field(16, ge=2, description="Tokens of the short input.")
+    short_length: int = Field(16, ge=2, description="Tokens of the short input (at most data.max_length).")
     typical_length: int | None = Field(
-        None, ge=2, description="Tokens of the typical input; default the median validation length."
+        None,
+        ge=2,
+        description="Tokens of the typical input (at most data.max_length); default the median validation "
+        "length.",
     )
     runs: int = Field(50, ge=1, description="Timed runs per variant and length, after warm-up.")
     warmup: int = Field(5, ge=0)
@@ -23,7 +26,12 @@ class MobileProfile(StageConfig):
 class BenchmarkConfig(StageConfig):
     """Latency per (batch size, threads) at a fixed sequence length; accuracy/F1 on the test split."""
 
-    sequence_length: int | None = Field(None, ge=1, description="Tokens per input; default data.max_length.")
+    sequence_length: int | None = Field(
+        None,
+        ge=1,
+        description="Tokens per input (at most data.max_length: the artifacts truncate to it); default "
+        "data.max_length.",
+    )
     batch_sizes: list[int] = Field([1, 8], min_length=1, description="Batch sizes timed; must include 1.")
     threads: list[int] = Field(
         [1, 0],

@@ -39,10 +39,14 @@ class AccuracyGuard(VariantBase):
         None,
         ge=0,
         description="Largest validation-accuracy loss (points) against the fp32 student; beyond it the most "
-        "sensitive node groups are kept in float, one at a time. null = no guard.",
+        "sensitive node groups are kept in float, one at a time (block-quantized embedding tables climb "
+        "int4 -> int8 -> float as steps of the same ladder). null = no guard.",
     )
     max_fallback_steps: int = Field(
-        3, ge=0, description="Node groups (embeddings, a layer, pooler, classifier) at most kept in float."
+        3,
+        ge=0,
+        description="Fallback steps at most: node groups (embeddings, a layer, pooler, classifier) kept in "
+        "float, or block-quantized embedding tables raised one rung.",
     )
     sensitivity_samples: int = Field(
         256, ge=1, description="Validation examples used to rank node groups by logit error."

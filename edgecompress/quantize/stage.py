@@ -16,7 +16,7 @@ from edgecompress.quantize.config import QuantVariantConfig
 from edgecompress.quantize.context import QuantContext
 from edgecompress.quantize.registry import quantize
 
-STAGE_VERSION = 2
+STAGE_VERSION = 3  # 3: block-quantized embedding tables are steps of the accuracy guard's ladder
 
 
 @dataclass(frozen=True)
