@@ -32,7 +32,7 @@ from edgecompress.prune.vocab import kept_token_ids, trim_vocabulary
 from edgecompress.training.batching import EncodedSplit, make_loader
 from edgecompress.training.loop import precision_name
 
-STAGE_VERSION = 5
+STAGE_VERSION = 6
 IMPORTANCE_FILE = "importance.json"
 
 
