@@ -125,3 +125,88 @@ def test_memory_keys_are_the_real_tokens():
         {"input_ids": ids[:1, :3], "attention_mask": mask[:1, :3], "token_type_ids": types[:1, :3]}
     )
     assert keys[0] == narrow[0] and len({keys[0], keys[1], keys[2]}) == 3
+
+
+# --- 5. the prune stage's teacher reads its own tokens ----------------------------------------------------
+
+
+def _permuted_tokenizer(folder, teacher_dir):
+    """The teacher's word-pieces in another order: the same texts, other token ids."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    vocab = list(AutoTokenizer.from_pretrained(teacher_dir).get_vocab())
+    specials = [t for t in vocab if t.startswith("[")]
+    words = sorted((t for t in vocab if not t.startswith("[")), reverse=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(specials + words) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tok.save_pretrained(folder)
+    return tok
+
+
+def _student_with_own_tokenizer(kind, teacher, data, folder, teacher_dir):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from edgecompress.modeling.classic import build_classic
+
+    tok = _permuted_tokenizer(folder, teacher_dir)
+    if kind == "textcnn":
+        cfg = StudentConfig(architecture="textcnn", cnn={"filters": 8})
+        student, _ = build_classic(cfg, teacher, data.labels, tok.pad_token_id)
+    else:
+        config = BertConfig(
+            vocab_size=len(tok.get_vocab()),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            num_labels=2,
+            id2label=dict(enumerate(data.labels)),
+            label2id={lbl: i for i, lbl in enumerate(data.labels)},
+        )
+        student = BertForSequenceClassification(config)
+    student.save_pretrained(folder, safe_serialization=True)
+
+
+@pytest.mark.parametrize("kind", ["transformer", "textcnn"])
+def test_pruning_recovery_gives_the_teacher_its_own_token_ids(kind, small, tmp_path, monkeypatch):
+    """Finding 5: a student with a tokenizer of its own (``student.model``) is saved with it; the prune stage
+    reloaded that as the teacher's tokenizer, so during recovery the teacher read the student's ids."""
+    from edgecompress.distill.config import LossWeights
+    from edgecompress.prune import stage as prune_stage
+    from edgecompress.prune.config import PruneConfig, PruneStageConfig
+
+    data, teacher, teacher_tok = small
+    teacher_dir = tmp_path / "teacher"
+    teacher.save_pretrained(teacher_dir, safe_serialization=True)
+    teacher_tok.save_pretrained(teacher_dir)
+    _student_with_own_tokenizer(kind, teacher, data, tmp_path / "student", teacher_dir)
+    texts, _ = data.texts("train")
+    teacher_rows = {tuple(ids) for ids in teacher_tok(texts, truncation=True, max_length=16)["input_ids"]}
+    read = []
+
+    def recording(cfg, pair, *args, **kwargs):
+        def capture(_module, _args, kw):
+            for ids, mask in zip(kw["input_ids"], kw["attention_mask"], strict=True):
+                read.append(tuple(ids[: int(mask.sum())].tolist()))
+
+        pair.teacher.register_forward_pre_hook(capture, with_kwargs=True)
+        return real_distill(cfg, pair, *args, **kwargs)
+
+    real_distill = prune_stage.distill
+    monkeypatch.setattr(prune_stage, "distill", recording)
+    recovery = {"max_steps": 2, "batch_size": 16, "evals_per_epoch": 1}
+    if kind == "textcnn":  # a classic student: only its vocabulary is pruned, no attention transfer
+        prune = PruneConfig(vocab={"enabled": True}, recovery=recovery)
+        distill = DistillConfig(weights=LossWeights(attention=0))
+    else:
+        prune = PruneConfig(
+            heads={"mode": "structured", "fraction": 0.5}, importance_batches=1, recovery=recovery
+        )
+        distill = DistillConfig()
+    inputs = prune_stage.PruneInputs(tmp_path / "student", teacher_dir, None)
+    ctx = stage_context(data, accelerator=make_accelerator("cpu", "no", 0))
+    (tmp_path / "out").mkdir()
+    prune_stage.run(PruneStageConfig(prune=prune, distill=distill), inputs, ctx, tmp_path / "out")
+    assert read and set(read) <= teacher_rows

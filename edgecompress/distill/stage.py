@@ -250,8 +250,11 @@ def distill(
     return record
 
 
-def _same_vocab(a, b) -> bool:
-    return a.get_vocab() == b.get_vocab()
+def teacher_tokenizer_for(student_tokenizer, teacher_tokenizer):
+    """The teacher's tokenizer when its vocabulary differs from the student's (a ``student.model`` of its own,
+    or a trimmed vocabulary), so that the teacher reads its own token ids (see PairedSplit); None when both
+    read the same ids."""
+    return None if student_tokenizer.get_vocab() == teacher_tokenizer.get_vocab() else teacher_tokenizer
 
 
 def run(cfg: StudentStageConfig, inputs: DistillInputs, ctx: StageContext, out_dir: Path) -> DistillRecord:
@@ -271,8 +274,7 @@ def run(cfg: StudentStageConfig, inputs: DistillInputs, ctx: StageContext, out_d
     pair = DistillPair(student, teacher, tokenizer)
     if cfg.student.model is not None:
         own = load_tokenizer(resolve(cfg.student.model, "student.model"))
-        if not _same_vocab(own, tokenizer):  # the teacher reads its own tokens; see PairedSplit
-            pair = DistillPair(student, teacher, own, teacher_tokenizer=tokenizer)
+        pair = DistillPair(student, teacher, own, teacher_tokenizer=teacher_tokenizer_for(own, tokenizer))
     record: DistillRecord = {"student": built, **distill(cfg.distill, pair, ctx, cache_dir=out_dir)}
     if ctx.accelerator.is_main_process:
         student = ctx.accelerator.unwrap_model(student).to("cpu")

@@ -17,7 +17,7 @@ import torch
 
 from edgecompress.context import StageContext
 from edgecompress.distill.memory import TeacherMemory
-from edgecompress.distill.stage import DistillPair, distill
+from edgecompress.distill.stage import DistillPair, distill, teacher_tokenizer_for
 from edgecompress.errors import RecipeError
 from edgecompress.modeling.classic import is_classic
 from edgecompress.modeling.embeddings import factorize_word_embeddings, trim_positions
@@ -136,14 +136,14 @@ def run_classic(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, o
 
     student = load_saved_classifier(inputs.student_dir)
     teacher = load_saved_classifier(inputs.teacher_dir)
-    teacher_tokenizer = AutoTokenizer.from_pretrained(inputs.student_dir)
+    teacher_tokenizer = AutoTokenizer.from_pretrained(inputs.teacher_dir)
     params0 = count_parameters(student)
-    tokenizer, vocab = trim_for_student(cfg.prune, student, teacher_tokenizer, ctx.data, ctx.max_length)
+    tokenizer, vocab = trim_for_student(
+        cfg.prune, student, AutoTokenizer.from_pretrained(inputs.student_dir), ctx.data, ctx.max_length
+    )
     rec = None
     if cfg.prune.recovery is not None:
-        pair = DistillPair(
-            student, teacher, tokenizer, teacher_tokenizer if tokenizer is not teacher_tokenizer else None
-        )
+        pair = DistillPair(student, teacher, tokenizer, teacher_tokenizer_for(tokenizer, teacher_tokenizer))
         recovery = cfg.distill.model_copy(update={"training": cfg.prune.recovery})
         rec = distill(recovery, pair, ctx.with_seed(ctx.seed + 1), desc="recover", cache_dir=out_dir)
     student = ctx.accelerator.unwrap_model(student).to("cpu").eval()
@@ -330,21 +330,19 @@ def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: 
     prune = cfg.prune
     student = load_saved_classifier(inputs.student_dir)
     teacher = load_saved_classifier(inputs.teacher_dir)
-    teacher_tokenizer = AutoTokenizer.from_pretrained(inputs.student_dir)
+    teacher_tokenizer = AutoTokenizer.from_pretrained(inputs.teacher_dir)  # the teacher reads its own ids
     heads0 = head_counts(student)
     state = PruneState(
         student, heads0, ffn_sizes(student), count_parameters(student), list(range(len(heads0)))
     )
     mapping = cfg.distill.layer_mapping or evenly_spread(teacher.config.num_hidden_layers, len(heads0))
     # the vocabulary first, so that recovery teaches the student its new tokenisation
-    tokenizer, vocab = trim_for_student(prune, student, teacher_tokenizer, ctx.data, ctx.max_length)
+    tokenizer, vocab = trim_for_student(
+        prune, student, AutoTokenizer.from_pretrained(inputs.student_dir), ctx.data, ctx.max_length
+    )
     embeddings = shrink_embeddings(student, tokenizer, prune.embeddings, ctx.max_length)
     plan = RecoveryPlan(
-        teacher,
-        tokenizer,
-        teacher_tokenizer if tokenizer is not teacher_tokenizer else None,
-        mapping,
-        inputs.init_layers,
+        teacher, tokenizer, teacher_tokenizer_for(tokenizer, teacher_tokenizer), mapping, inputs.init_layers
     )
     batches = importance_batches(prune, tokenizer, ctx)
     totals = _targets(prune, state.heads0, state.units0)
