@@ -6,6 +6,7 @@ Each test names the finding it covers; each failed on the code before its fix (s
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -210,3 +211,144 @@ def test_pruning_recovery_gives_the_teacher_its_own_token_ids(kind, small, tmp_p
     (tmp_path / "out").mkdir()
     prune_stage.run(PruneStageConfig(prune=prune, distill=distill), inputs, ctx, tmp_path / "out")
     assert read and set(read) <= teacher_rows
+
+
+# --- 6. a head named LABEL_0, LABEL_1 is not a head for the data's labels; checkpoints load strictly ------
+
+
+def _placeholder_teacher(folder):
+    """A teacher with a 2-row head named only LABEL_0 / LABEL_1 (like textattack's SST-2 BERT)."""
+    return make_tiny_bert(folder, labels=["LABEL_0", "LABEL_1"], layers=2, with_head=True).eval()
+
+
+def _teacher_stage(small, tmp_path, **teacher):
+    from edgecompress.teacher import stage as teacher_stage
+    from edgecompress.teacher.config import TeacherConfig
+
+    data = small[0]
+    cfg = TeacherConfig(
+        model=str(tmp_path / "hub_like"), training={"max_steps": 1, "batch_size": 16}, **teacher
+    )
+    logged = []
+    ctx = replace(stage_context(data, accelerator=make_accelerator("cpu", "no", 0)), log=logged.append)
+    out = tmp_path / "teacher_out"
+    out.mkdir(exist_ok=True)
+    return teacher_stage.run(cfg, None, ctx, out), logged, out
+
+
+def test_head_label_order_ignores_placeholder_names_unless_the_recipe_names_the_rows():
+    from transformers import BertConfig
+
+    from edgecompress.errors import RecipeError
+    from edgecompress.modeling.loading import head_label_order
+
+    labels = ["negative", "positive"]
+    cfg = BertConfig(num_labels=2, architectures=["BertForSequenceClassification"])
+    cfg.id2label = {0: "LABEL_0", 1: "LABEL_1"}
+    assert head_label_order(cfg, labels) is None
+    assert head_label_order(cfg, labels, ["Positive", "negative"]) == [1, 0]
+    with pytest.raises(
+        RecipeError, match=r"^teacher.head_labels: 3 names, but the checkpoint's head has 2 rows$"
+    ):
+        head_label_order(cfg, labels, ["negative", "positive", "neutral"])
+    with pytest.raises(
+        RecipeError,
+        match="^teacher.head_labels: names good, bad, but the data's labels are negative, positive$",
+    ):
+        head_label_order(cfg, labels, ["good", "bad"])
+
+
+def test_never_finetune_a_placeholder_head_is_refused_in_one_line(small, tmp_path):
+    from edgecompress.errors import RecipeError
+
+    _placeholder_teacher(tmp_path / "hub_like")
+    with pytest.raises(RecipeError) as err:
+        _teacher_stage(small, tmp_path, finetune="never")
+    assert "\n" not in str(err.value)
+    assert str(err.value) == (
+        f"teacher.finetune: 'never', but '{tmp_path / 'hub_like'}' names its head rows only LABEL_0, LABEL_1, "
+        "which says nothing about which of negative, positive each row is; set teacher.head_labels to the label "
+        "of each row, in row order"
+    )
+
+
+def test_auto_finetunes_a_placeholder_head_with_one_warning(small, tmp_path):
+    _placeholder_teacher(tmp_path / "hub_like")
+    record, logged, _ = _teacher_stage(small, tmp_path)
+    assert record["finetuned"] is True and record["had_matching_head"] is False
+    assert len(logged) == 1 and logged[0].startswith(
+        f"warning: teacher.head_labels: '{tmp_path / 'hub_like'}' names its head rows only LABEL_0, LABEL_1"
+    )
+
+
+def test_head_labels_say_which_row_is_which_label(small, tmp_path):
+    """The recipe names the rows (row 0 is positive here): the head is kept, re-ordered to the sorted labels."""
+    from edgecompress.modeling.loading import load_saved_classifier
+
+    original = _placeholder_teacher(tmp_path / "hub_like")
+    record, logged, out = _teacher_stage(
+        small, tmp_path, finetune="never", head_labels=["positive", "negative"]
+    )
+    assert record["finetuned"] is False and record["had_matching_head"] is True and logged == []
+    ids = torch.tensor([[2, 5, 9, 3]])
+    with torch.no_grad():
+        before, after = original(input_ids=ids).logits, load_saved_classifier(out)(input_ids=ids).logits
+    assert torch.allclose(after, before.flip(-1))  # our label 0 (negative) was the checkpoint's row 1
+
+
+def test_the_hub_recipe_names_its_head_rows():
+    from pathlib import Path
+
+    from edgecompress.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "bert_base_sst2_hub.yaml")
+    assert recipe.teacher.head_labels == [
+        "negative",
+        "positive",
+    ]  # textattack: LABEL_0 negative, LABEL_1 positive
+
+
+def _tamper(folder, add: str | None = None, drop: str | None = None):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(folder / "model.safetensors")
+    if add:
+        state[add] = torch.zeros(3)
+    if drop:
+        del state[drop]
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("layout", ["plain", "unequal_ffn", "textcnn"])
+def test_a_checkpoint_with_foreign_or_missing_weights_is_refused(layout, small, tmp_path):
+    from edgecompress.errors import ModelError
+    from edgecompress.modeling.classic import build_classic
+    from edgecompress.modeling.loading import load_saved_classifier
+    from edgecompress.prune import surgery
+
+    data, teacher, _ = small
+    folder = tmp_path / "m"
+    if layout == "textcnn":
+        model, _ = build_classic(
+            StudentConfig(architecture="textcnn", cnn={"filters": 4}), teacher, data.labels, 0
+        )
+        drop = "classifier.bias"
+    else:
+        model = make_tiny_bert(tmp_path / "src", layers=2, with_head=True)
+        if layout == "unequal_ffn":
+            surgery.remove_units(model, {0: [1, 2]})
+        drop = "classifier.weight"
+    model.save_pretrained(folder, safe_serialization=True)
+    load_saved_classifier(folder)  # as saved: loads
+    _tamper(folder, add="bert.encoder.extra.weight")
+    with pytest.raises(ModelError) as err:
+        load_saved_classifier(folder)
+    assert str(err.value) == (
+        f"{folder}: the weights do not match config.json (unexpected keys bert.encoder.extra.weight); re-save "
+        "the model, or delete the folder to rebuild it"
+    )
+    _tamper(folder, add=None, drop=drop)
+    with pytest.raises(
+        ModelError, match=f"unexpected keys bert.encoder.extra.weight; missing keys {drop}\\)"
+    ):
+        load_saved_classifier(folder)
