@@ -352,3 +352,101 @@ def test_a_checkpoint_with_foreign_or_missing_weights_is_refused(layout, small, 
         ModelError, match=f"unexpected keys bert.encoder.extra.weight; missing keys {drop}\\)"
     ):
         load_saved_classifier(folder)
+
+
+# --- 7. stage keys hold what the stage reads and what `auto` means here -----------------------------------
+
+
+def _quick_recipe(teacher_dir, data_path, out, **sections):
+    """The tiny recipe with one-step trainings: keys and reuse are what these tests look at."""
+    from conftest import tiny_recipe
+
+    from edgecompress.recipe import recipe_from_dict
+
+    one_step = {"max_steps": 1, "batch_size": 16, "evals_per_epoch": 1}
+    sections = {
+        "teacher": {"model": str(teacher_dir), "training": one_step},
+        "distill": {"training": one_step},
+        "quantization": {"variants": [{"method": "int8_dynamic", "name": "int8-dynamic"}]},
+        **sections,
+    }
+    return recipe_from_dict(tiny_recipe(teacher_dir, data_path, out, **sections))
+
+
+def _reused(recipe, stage: str) -> bool:
+    """Whether a new run of ``recipe`` reuses its data or teacher stage."""
+    from edgecompress.pipeline import Pipeline
+
+    with Pipeline(recipe, **QUIET) as pipe:
+        if stage == "data":
+            pipe.data()
+            return pipe.results["data"].reused
+        return pipe.teacher().reused
+
+
+def test_a_data_file_changed_in_place_reruns_the_data_stage(tiny_teacher, tmp_path):
+    csv = write_csv(tmp_path / "reviews.csv", synthetic_rows(80))
+    recipe = _quick_recipe(tiny_teacher, csv, tmp_path / "run")
+    assert not _reused(recipe, "data") and _reused(recipe, "data")
+    rows = synthetic_rows(80)
+    rows[0]["label"] = "negative"  # one label corrected, same path
+    write_csv(csv, rows)
+    assert not _reused(recipe, "data")
+
+
+def test_a_data_folder_changed_in_place_reruns_the_data_stage(tiny_teacher, tmp_path):
+    corpus = tmp_path / "corpus"
+    for i, row in enumerate(synthetic_rows(60)):
+        (corpus / row["label"]).mkdir(parents=True, exist_ok=True)
+        (corpus / row["label"] / f"{i:03d}.txt").write_text(row["text"])
+    recipe = _quick_recipe(
+        tiny_teacher,
+        corpus,
+        tmp_path / "run",
+        data={"source": "folder", "path": str(corpus), "max_length": 16},
+    )
+    assert not _reused(recipe, "data") and _reused(recipe, "data")
+    (corpus / "positive" / "000.txt").write_text("a brilliant and moving film")
+    assert not _reused(recipe, "data")
+
+
+def test_a_teacher_folder_changed_in_place_reruns_the_teacher(tiny_csv, tmp_path):
+    make_tiny_bert(tmp_path / "teacher", layers=2)
+    recipe = _quick_recipe(tmp_path / "teacher", tiny_csv, tmp_path / "run")
+    assert not _reused(recipe, "teacher") and _reused(recipe, "teacher")
+    make_tiny_bert(tmp_path / "teacher", layers=2, seed=1)  # other weights, same folder
+    assert not _reused(recipe, "teacher")
+
+
+def test_training_keys_hold_the_precision_auto_resolved_to(tiny_teacher, tiny_csv, tmp_path, monkeypatch):
+    """A run folder copied to a machine where `auto` trains in bf16 must not reuse stages trained in fp32."""
+    from edgecompress import machine
+    from edgecompress.training.accel import CPU_BF16_FLAGS
+
+    recipe = _quick_recipe(tiny_teacher, tiny_csv, tmp_path / "run", mixed_precision="auto")
+    monkeypatch.setattr(machine, "cpu_flags", lambda: {"avx2"})
+    assert not _reused(recipe, "teacher") and _reused(recipe, "teacher")
+    # bf16 asked on a CPU without it trains in fp32: the same stage
+    assert _reused(recipe.model_copy(update={"mixed_precision": "bf16"}), "teacher")
+    monkeypatch.setattr(machine, "cpu_flags", lambda: set(CPU_BF16_FLAGS))
+    assert not _reused(recipe, "teacher")
+
+
+def test_the_quantize_key_holds_the_preset_auto_resolved_to(tiny_teacher, tiny_csv, tmp_path, monkeypatch):
+    import json
+
+    from edgecompress import machine
+    from edgecompress.pipeline import TEACHER_VARIANT, Pipeline
+
+    recipe = _quick_recipe(tiny_teacher, tiny_csv, tmp_path / "run")
+    qcfg = recipe.quantization.variants[0]
+    assert qcfg.preset == "auto"
+    reused = []
+    for preset in ("avx2", "avx2", "avx512_vnni"):  # this CPU, again, then the run folder on another CPU
+        monkeypatch.setattr(machine, "isa_preset", lambda p=preset: p)
+        with Pipeline(recipe, **QUIET) as pipe:
+            pipe.export(TEACHER_VARIANT, pipe.teacher())
+            folder = pipe.quantize(TEACHER_VARIANT, qcfg)
+            reused.append(pipe.results[f"models/{folder.name}"].reused)
+        assert json.loads((folder / "stage.json").read_text())["record"]["preset"] == preset
+    assert reused == [False, True, False]
