@@ -450,3 +450,87 @@ def test_the_quantize_key_holds_the_preset_auto_resolved_to(tiny_teacher, tiny_c
             reused.append(pipe.results[f"models/{folder.name}"].reused)
         assert json.loads((folder / "stage.json").read_text())["record"]["preset"] == preset
     assert reused == [False, True, False]
+
+
+# --- 7. the frontier measures only points built with today's keys; split_seed 0 is a seed -----------------
+
+
+def test_frontier_uses_sweep_points_and_peers_only_when_their_keys_are_current(
+    tiny_teacher, tiny_csv, tmp_path, monkeypatch
+):
+    """Finding 7: studies/frontier.py took sweep.json / peers.json rows as they were (RESULTS.md's frontier
+    mixed sweep artifacts built before the fp16-scale change); each point's chain is now checked."""
+    import json
+
+    from edgecompress.errors import EdgeCompressError
+    from edgecompress.pipeline import Pipeline
+    from edgecompress.quantize import stage as quantize_stage
+    from edgecompress.studies import frontier
+    from edgecompress.studies.peers import peer_model
+    from edgecompress.studies.sweep import SweepPoint, build_point, final_variant_config
+
+    prune = {"heads": {"mode": "structured", "fraction": 0.5}, "importance_batches": 1, "recovery": None}
+    recipe = _quick_recipe(tiny_teacher, tiny_csv, tmp_path / "run", prune=prune)
+    with Pipeline(recipe, **QUIET) as pipe:
+        built = build_point(pipe, SweepPoint(2, 0.5), final_variant_config(pipe))["quantized"]
+        peer = peer_model(pipe, "1")
+    run = tmp_path / "run"
+    sweep_rows = [
+        {"variant": built.name, "layers": 2, "fraction": 0.5},
+        {"variant": "sweep-L1-p25-int8-dynamic", "layers": 1, "fraction": 0.25},  # never built here
+    ]
+    (run / "sweep" / "sweep.json").write_text(json.dumps({"rows": sweep_rows}))
+    (run / "peers").mkdir(exist_ok=True)
+    peer_rows = [{"peer": "1", "variant": peer.name}, {"peer": "4", "variant": "pruned-int8-dynamic"}]
+    (run / "peers" / "peers.json").write_text(json.dumps({"rows": peer_rows}))
+
+    def points():
+        with Pipeline(recipe, reuse_only=True, **QUIET) as pipe:
+            return {p.variant: p.stale for p in frontier.sweep_points(pipe) + frontier.peer_points(pipe)}
+
+    assert points() == {
+        "sweep-L2-p50-int8-dynamic": None,
+        "sweep-L1-p25-int8-dynamic": "sweep/student-L1 differs",
+        "teacher-int8-dynamic": None,
+    }
+    assert not (run / "sweep" / "student-L1").exists()  # checking builds nothing
+    monkeypatch.setattr(quantize_stage, "STAGE_VERSION", quantize_stage.STAGE_VERSION + 1)  # a code change
+    stale = points()
+    assert stale["sweep-L2-p50-int8-dynamic"] == "models/sweep-L2-p50-int8-dynamic differs"
+    assert stale["teacher-int8-dynamic"] == "models/teacher-int8-dynamic differs"
+    with Pipeline(recipe, reuse_only=True, **QUIET) as pipe:
+        found = frontier.sweep_points(pipe) + frontier.peer_points(pipe)
+    with pytest.raises(EdgeCompressError) as err:
+        frontier.current_points(found, allow_stale=False)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(
+        "frontier: 3 points were built from another recipe or code than this run: sweep-L2-p50-int8-dynamic "
+        "(models/sweep-L2-p50-int8-dynamic differs); sweep-L1-p25-int8-dynamic (sweep/student-L1 differs); "
+        "teacher-int8-dynamic (models/teacher-int8-dynamic differs); "
+    )
+    assert {p.kind for p in frontier.current_points(found, allow_stale=True)} == {
+        "sweep (stale)",
+        "peer (stale)",
+    }
+
+
+def test_a_results_file_without_rows_is_one_line(tmp_path):
+    from edgecompress.errors import EdgeCompressError
+    from edgecompress.studies.frontier import result_rows
+
+    path = tmp_path / "sweep.json"
+    path.write_text('{"rows": [{"variant": "a"}]}')
+    with pytest.raises(EdgeCompressError, match=rf"^{path}: row 0 has no 'layers'$"):
+        result_rows(path, ("variant", "layers"))
+    path.write_text("[1, 2]")
+    with pytest.raises(EdgeCompressError, match="not a results file"):
+        result_rows(path, ("variant",))
+
+
+def test_other_seeds_keep_split_seed_zero(tiny_teacher, tiny_csv, tmp_path):
+    from edgecompress.studies.frontier import seed_recipe
+
+    recipe = _quick_recipe(tiny_teacher, tiny_csv, tmp_path / "run", seed=42)
+    pinned = recipe.model_copy(update={"data": recipe.data.model_copy(update={"split_seed": 0})})
+    assert seed_recipe(pinned, 7, tmp_path / "run").data.split_seed == 0
+    assert seed_recipe(recipe, 7, tmp_path / "run").data.split_seed == 42  # unpinned: the recipe's seed
