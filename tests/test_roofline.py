@@ -81,6 +81,7 @@ def tiny_onnx(tmp_path_factory):
         AutoTokenizer.from_pretrained(root / "pt"),
         root / "fp32",
         opset=17,
+        max_length=16,
     )
     quantize(Int8DynamicConfig(), root / "fp32", root / "int8", None)
     return root

@@ -17,9 +17,10 @@ every 2-D int64 input x (input_ids, attention_mask, token_type_ids) becomes ``Ga
   L - max(len_b, W) .. + W - 2, then L - 1: a long text becomes its first N - 1 and its last token, a short
   one keeps its last W positions (its padding, then itself), as the tokenizer would pad it to W.
 
-Batches no wider than N go through unchanged. Only Slice, ReduceSum, Where, Range, Concat and
-GatherElements (never Gather, which the quantizers and ``nbits.embedding_gathers`` treat as embedding
-lookups) on int64 tensors, named under ``/edgecompress/clip/``, so quantizers leave them alone.
+Batches no wider than N go through unchanged. The subgraph is int64 arithmetic (Shape, Slice, ReduceSum,
+Min/Max, Where, Range, Concat) and GatherElements, never Gather (which the quantizers and
+``nbits.embedding_gathers`` treat as embedding lookups), all named under ``/edgecompress/clip/``: the
+quantizers leave it alone and the accuracy guard's node groups skip it.
 """
 
 from __future__ import annotations
