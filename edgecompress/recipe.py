@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edgecompress.benchmark.config import BenchmarkConfig
 from edgecompress.config_base import StageConfig
+from edgecompress.config_limits import SEED_MAX
 from edgecompress.data.config import DataConfig
 from edgecompress.distill.config import DistillConfig, StudentConfig
 from edgecompress.errors import RecipeError
@@ -58,7 +59,9 @@ class Recipe(StageConfig):
     output_dir: str | None = Field(
         None, description="Run folder; default runs/<name>. --output overrides it."
     )
-    seed: int = Field(42, description="Seeds data splits, initialisation and shuffling.")
+    seed: int = Field(
+        42, ge=0, le=SEED_MAX, description="Seeds data splits, initialisation and shuffling (0 to 2**32 - 1)."
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Training device; auto uses a GPU if present."
     )

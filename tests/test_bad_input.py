@@ -1,0 +1,237 @@
+"""Bad input, faults and lookalike files (issue "trust", finding 11): every case the harness found ending in a
+traceback or read wrong, through ``edgecompress validate`` / ``run``, each a one-line error with exit code 2
+(1 for a stage that fails a check) and nothing half-written; and the classes they stand for: every numeric
+recipe field bounded and finite, every path the run writes checked before the first stage."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import synthetic_rows, tiny_recipe
+from pydantic import Field
+from typer.testing import CliRunner
+
+from edgecompress.cli import app
+from edgecompress.config_base import StageConfig
+from edgecompress.recipe import Recipe, recipe_json_schema
+from edgecompress.runfolder import LOCK_FILE, MARKER, STAGE_FILE
+
+runner = CliRunner()
+BOOKKEEPING = {MARKER, LOCK_FILE, "recipe.yaml"}
+
+
+def _write_recipe(path: Path, recipe: dict) -> Path:
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def _one_error_line(result, exit_code: int = 2) -> str:
+    """The command failed with ``exit_code`` and said why in one line (stage logs may come before it)."""
+    assert result.exit_code == exit_code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == [lines[-1]], result.output
+    return lines[-1]
+
+
+def _nothing_half_written(run: Path) -> None:
+    """No partial or unfinished stage folder; only bookkeeping and finished stages (with stage.json)."""
+    if not run.exists():
+        return
+    for entry in run.iterdir():
+        assert not entry.name.endswith((".partial", ".old")), entry
+        if entry.name not in BOOKKEEPING:
+            assert entry.is_dir() and (entry / STAGE_FILE).is_file(), entry
+
+
+@pytest.fixture
+def recipe_file(tiny_teacher, tiny_csv, tmp_path):
+    """Writes a tiny recipe (``sections`` as in conftest.tiny_recipe) and returns its path."""
+
+    def write(data_path=tiny_csv, **sections) -> Path:
+        return _write_recipe(
+            tmp_path / "r.yaml", tiny_recipe(tiny_teacher, data_path, tmp_path / "out", **sections)
+        )
+
+    return write
+
+
+# --- recipes that ended in a traceback --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "seed, message",
+    [
+        (-1, "seed: Input should be greater than or equal to 0"),
+        (1180591620717411303424, "seed: Input should be less than or equal to 4294967295"),
+    ],
+)
+def test_seed_out_of_range_is_a_schema_error(recipe_file, tmp_path, seed, message):
+    path = recipe_file(seed=seed)
+    assert _one_error_line(runner.invoke(app, ["validate", str(path)])) == f"error: {path}: {message}"
+    assert _one_error_line(runner.invoke(app, ["run", str(path)])) == f"error: {path}: {message}"
+    assert not (tmp_path / "out").exists()
+
+
+def _refuse_writes_in(monkeypatch, folder: Path) -> None:
+    """os.access as a non-root user sees a read-only ``folder`` (the tests run as root, whom chmod does not stop)."""
+    real = os.access
+    monkeypatch.setattr(
+        "edgecompress.runfolder.os.access",
+        lambda p, mode, **kw: False if Path(p) == folder and mode & os.W_OK else real(p, mode, **kw),
+    )
+
+
+@pytest.mark.parametrize("encoding", ["rot13", "base64"])
+def test_encoding_that_is_not_a_text_encoding(recipe_file, encoding):
+    path = recipe_file(data={"encoding": encoding})
+    assert _one_error_line(runner.invoke(app, ["validate", str(path)])) == (
+        f"error: {path}: data.encoding: '{encoding}' is not a text encoding (e.g. utf-8, latin-1, cp1252, utf-16)"
+    )
+    result = runner.invoke(
+        app, ["validate", str(recipe_file()), "--set", f"data.fallback_encoding={encoding}"]
+    )
+    assert "data.fallback_encoding: " in _one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("distill.temperature", ".inf"),
+        ("distill.training.learning_rate", ".inf"),
+        ("distill.weights.kd", ".nan"),
+        ("teacher.training.epochs", ".inf"),
+    ],
+)
+def test_non_finite_numbers_are_schema_errors(recipe_file, field, value):
+    path = recipe_file()
+    result = runner.invoke(
+        app, ["validate", str(path), "--set", f"{field}={value}", "--set", "teacher.training.max_steps=null"]
+    )
+    assert _one_error_line(result) == f"error: {path}: {field}: Input should be a finite number"
+
+
+# --- data files read wrong ---------------------------------------------------------------------------------
+
+
+def _run_on_data(recipe_file, data: Path, tmp_path: Path, **data_fields) -> str:
+    """``edgecompress run`` on ``data``: the one error line; no data stage is left behind."""
+    source = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}[data.suffix]
+    path = recipe_file(
+        data_path=data, data={"source": source, "path": str(data), "group_column": None, **data_fields}
+    )
+    line = _one_error_line(runner.invoke(app, ["run", str(path)]))
+    assert not (tmp_path / "out" / "data").exists()
+    _nothing_half_written(tmp_path / "out")
+    return line
+
+
+def _glue_tsv(path: Path, texts: list[str], labels: list[str]) -> Path:
+    """A GLUE-style TSV: tab-separated, nothing quoted."""
+    path.write_text(
+        "sentence\tlabel\n" + "".join(f"{t}\t{lbl}\n" for t, lbl in zip(texts, labels, strict=True))
+    )
+    return path
+
+
+def _texts_and_labels(n: int) -> tuple[list[str], list[str]]:
+    rows = synthetic_rows(n)
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def _csv_lines(texts: list[str], labels: list[str]) -> str:
+    return "text,label\n" + "".join(f"{t},{lbl}\n" for t, lbl in zip(texts, labels, strict=True))
+
+
+# --- the classes: every numeric field bounded and finite ---------------------------------------------------
+
+
+def unbounded_numbers(schema: dict) -> list[str]:
+    """JSON Schema paths of integer / number fields without both a lower and an upper bound."""
+    found = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            if node.get("type") in ("integer", "number") and "enum" not in node and "const" not in node:
+                low = "minimum" in node or "exclusiveMinimum" in node
+                high = "maximum" in node or "exclusiveMaximum" in node
+                if not (low and high):
+                    found.append(path)
+            for key, value in node.items():
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}/{i}")
+
+    walk(schema, "#")
+    return found
+
+
+def _float_fields(schema: dict) -> list[tuple[str, str]]:
+    """(model name, field) of every number field of the recipe's schema, at any depth."""
+    out = []
+    for model, spec in [("Recipe", schema), *schema["$defs"].items()]:
+        for name, prop in spec.get("properties", {}).items():
+            if '"type": "number"' in json.dumps(prop):
+                out.append((model, name))
+    return out
+
+
+def _config_classes() -> dict[str, type[StageConfig]]:
+    found, todo = {}, [StageConfig]
+    while todo:
+        cls = todo.pop()
+        found[cls.__name__] = cls
+        todo += cls.__subclasses__()
+    return found
+
+
+def test_every_numeric_field_has_both_bounds():
+    assert unbounded_numbers(recipe_json_schema()) == []
+
+
+def test_the_bound_check_catches_a_new_unbounded_field():
+    class NewStage(StageConfig):
+        steps: int = Field(1, ge=1)
+        sizes: list[int] = [1]
+        rate: float = Field(0.5, ge=0, le=1)
+
+    assert unbounded_numbers(NewStage.model_json_schema()) == [
+        "#/properties/steps",
+        "#/properties/sizes/items",
+    ]
+
+
+def test_every_float_field_refuses_inf_and_nan():
+    schema = recipe_json_schema()
+    classes = _config_classes()
+    fields = _float_fields(schema)
+    assert ("TrainingConfig", "learning_rate") in fields and ("HeadPruningConfig", "threshold") in fields
+    for model, name in fields:
+        for value in (math.inf, -math.inf, math.nan):
+            try:
+                classes[model].model_validate({name: value})
+            except Exception as exc:  # pydantic.ValidationError: find this field's error among all of them
+                kinds = {e["type"] for e in exc.errors() if e["loc"][:1] == (name,)}
+            else:
+                kinds = set()
+            assert "finite_number" in kinds, (model, name, value, kinds)
+
+
+def test_seed_bounds_match_what_seeding_accepts():
+    """The schema's range is the one NumPy and Accelerate take, at both ends."""
+    from edgecompress.training.accel import seed_everything
+
+    seed = Recipe.model_fields["seed"]
+    bounds = {type(m).__name__: m for m in seed.metadata}
+    low, high = bounds["Ge"].ge, bounds["Le"].le
+    seed_everything(low)
+    seed_everything(high)
+    with pytest.raises(ValueError):
+        seed_everything(high + 1)
