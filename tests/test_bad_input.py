@@ -79,6 +79,28 @@ def test_seed_out_of_range_is_a_schema_error(recipe_file, tmp_path, seed, messag
     assert not (tmp_path / "out").exists()
 
 
+def test_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    """Nine levels of nine aliases (9**9 values) under unknown keys: refused while parsing, before any expansion."""
+    lines = ["name: x", "unknown:", "  l0: &l0 [a, a, a, a, a, a, a, a, a]"]
+    lines += [f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert _one_error_line(runner.invoke(app, ["validate", str(path)])) == (
+        f"error: {path}:4: '*l0' is a YAML alias; recipes take no aliases (one can expand to gigabytes): write "
+        "the value out"
+    )
+    result = runner.invoke(app, ["validate", str(path), "--set", "name=*l0"])
+    assert _one_error_line(result).startswith("error: --set name: '*l0' is a YAML alias")
+
+
+def test_yaml_nested_past_the_parsers_recursion(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("name: x\nunknown: " + "[" * 5000 + "\n")
+    assert _one_error_line(runner.invoke(app, ["validate", str(path)])) == (
+        f"error: {path}: nested too deeply to be a recipe"
+    )
+
+
 def _refuse_writes_in(monkeypatch, folder: Path) -> None:
     """os.access as a non-root user sees a read-only ``folder`` (the tests run as root, whom chmod does not stop)."""
     real = os.access
@@ -115,6 +137,37 @@ def test_non_finite_numbers_are_schema_errors(recipe_file, field, value):
         app, ["validate", str(path), "--set", f"{field}={value}", "--set", "teacher.training.max_steps=null"]
     )
     assert _one_error_line(result) == f"error: {path}: {field}: Input should be a finite number"
+
+
+# --- recipes accepted although they should be refused -------------------------------------------------------
+
+
+def test_a_key_given_twice(recipe_file, tmp_path):
+    path = recipe_file()
+    text = path.read_text()
+    path.write_text(text.replace("seed: 0\n", "seed: 42\n") + "seed: 7\n")
+    first = text.splitlines().index("seed: 0") + 1
+    last = len(text.splitlines()) + 1
+    assert _one_error_line(runner.invoke(app, ["validate", str(path)])) == (
+        f"error: {path}:{last}: seed: given twice (lines {first} and {last})"
+    )
+    result = runner.invoke(
+        app, ["validate", str(recipe_file()), "--set", "distill={temperature: 1, temperature: 2}"]
+    )
+    assert (
+        _one_error_line(result) == "error: --set distill: distill.temperature: given twice (columns 2 and 18)"
+    )
+
+
+def test_two_distill_sections(recipe_file):
+    path = recipe_file()
+    text = path.read_text()
+    path.write_text(text + "distill:\n  temperature: 4.0\n")
+    first = text.splitlines().index("distill:") + 1
+    last = len(text.splitlines()) + 1
+    assert _one_error_line(runner.invoke(app, ["validate", str(path)])) == (
+        f"error: {path}:{last}: distill: given twice (lines {first} and {last})"
+    )
 
 
 # --- data files read wrong ---------------------------------------------------------------------------------
