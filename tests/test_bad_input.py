@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pathlib
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,19 @@ def test_yaml_nested_past_the_parsers_recursion(tmp_path):
     )
 
 
+def test_output_below_a_file(recipe_file, tmp_path):
+    path = recipe_file()
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    result = runner.invoke(app, ["run", str(path), "--output", str(a_file / "run")])
+    assert _one_error_line(result) == (
+        f"error: --output: '{a_file}' is a file, so no run folder can be made at '{a_file / 'run'}'"
+    )
+    result = runner.invoke(app, ["run", str(path), "--output", str(a_file)])
+    assert _one_error_line(result) == f"error: --output: '{a_file}' exists and is not a folder"
+    assert a_file.read_text() == "not a folder"
+
+
 def _refuse_writes_in(monkeypatch, folder: Path) -> None:
     """os.access as a non-root user sees a read-only ``folder`` (the tests run as root, whom chmod does not stop)."""
     real = os.access
@@ -108,6 +122,51 @@ def _refuse_writes_in(monkeypatch, folder: Path) -> None:
         "edgecompress.runfolder.os.access",
         lambda p, mode, **kw: False if Path(p) == folder and mode & os.W_OK else real(p, mode, **kw),
     )
+
+
+def test_output_in_a_read_only_folder(recipe_file, tmp_path, monkeypatch):
+    read_only = tmp_path / "shared"
+    read_only.mkdir()
+    _refuse_writes_in(monkeypatch, read_only)
+    path = recipe_file(output_dir=str(read_only / "run"))
+    assert _one_error_line(runner.invoke(app, ["run", str(path)])) == (
+        f"error: output_dir: '{read_only}' is not writable (permission denied), so the run cannot write "
+        f"'{read_only / 'run'}'; choose another output folder"
+    )
+    result = runner.invoke(app, ["run", str(path), "--output", str(read_only)])
+    assert _one_error_line(result).startswith(f"error: --output: '{read_only}' is not writable")
+    assert list(read_only.iterdir()) == []
+
+
+def test_output_folder_that_cannot_be_made(recipe_file, tmp_path, monkeypatch):
+    """What os.access cannot foresee (ACLs, a read-only mount, a race) fails the same way, leaving nothing."""
+    target = tmp_path / "run"
+    real_mkdir = pathlib.Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self == target:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    result = runner.invoke(app, ["run", str(recipe_file()), "--output", str(target)])
+    assert _one_error_line(result) == (
+        f"error: --output: cannot write the run folder '{target}' (Permission denied); choose another output "
+        "folder"
+    )
+    assert not target.exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_output_in_a_really_read_only_folder(recipe_file, tmp_path):
+    read_only = tmp_path / "shared"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        result = runner.invoke(app, ["run", str(recipe_file()), "--output", str(read_only / "run")])
+        assert _one_error_line(result).startswith(f"error: --output: '{read_only}' is not writable")
+    finally:
+        read_only.chmod(0o755)
 
 
 @pytest.mark.parametrize("encoding", ["rot13", "base64"])
