@@ -198,6 +198,43 @@ def test_non_finite_numbers_are_schema_errors(recipe_file, field, value):
     assert _one_error_line(result) == f"error: {path}: {field}: Input should be a finite number"
 
 
+def test_a_loss_that_stops_being_finite_stops_training(recipe_file, tmp_path, monkeypatch):
+    """Training that turns NaN stops at that step with one line naming the stage (exit 1), keeping nothing of it."""
+    import torch
+
+    from edgecompress.teacher import stage as teacher_stage
+
+    real = teacher_stage.ce_loss
+    calls = []
+
+    def goes_nan_at_step_3(model, batch, extras):
+        loss, parts = real(model, batch, extras)
+        calls.append(1)
+        return (loss * torch.nan if len(calls) == 3 else loss), parts
+
+    monkeypatch.setattr(teacher_stage, "ce_loss", goes_nan_at_step_3)
+    result = runner.invoke(app, ["run", str(recipe_file())])
+    assert _one_error_line(result, exit_code=1) == (
+        "error: fine-tune teacher: the training loss is not finite (nan) at step 3 of 60; lower the learning "
+        "rate, or check the loss weights and the data"
+    )
+    assert len(calls) == 3
+    assert not (tmp_path / "out" / "teacher").exists()
+    _nothing_half_written(tmp_path / "out")
+
+
+def test_infinite_epochs_from_code_are_refused_not_an_overflow():
+    """A config built in code skips validation (model_copy): the step count still refuses infinity."""
+    from edgecompress.errors import StageError
+    from edgecompress.training.config import TrainingConfig
+    from edgecompress.training.loop import total_steps
+
+    cfg = TrainingConfig(max_steps=None).model_copy(update={"epochs": math.inf})
+    with pytest.raises(StageError, match="fine-tune teacher: epochs inf x 12 steps is not a number of steps"):
+        total_steps(cfg, 12, "fine-tune teacher")
+    assert total_steps(TrainingConfig(epochs=1.5), 12, "x") == 18
+
+
 # --- recipes accepted although they should be refused -------------------------------------------------------
 
 
