@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -233,6 +234,45 @@ def test_infinite_epochs_from_code_are_refused_not_an_overflow():
     with pytest.raises(StageError, match="fine-tune teacher: epochs inf x 12 steps is not a number of steps"):
         total_steps(cfg, 12, "fine-tune teacher")
     assert total_steps(TrainingConfig(epochs=1.5), 12, "x") == 18
+
+
+def test_lengths_beyond_the_position_table(recipe_file):
+    """The tiny teacher has 128 positions; the benchmark's 100000 tokens are beyond any table."""
+    path = recipe_file(data={"max_length": 256})
+    assert _one_error_line(runner.invoke(app, ["validate", str(path)])) == (
+        "error: data.max_length: 256 tokens per example, but the teacher's position table holds 128 "
+        "(max_position_embeddings 128); lower data.max_length"
+    )
+    result = runner.invoke(app, ["validate", str(recipe_file()), "--set", "benchmark.sequence_length=100000"])
+    assert _one_error_line(result).endswith(
+        "benchmark.sequence_length: Input should be less than or equal to 4096"
+    )
+
+
+def test_position_table_of_roberta_style_models():
+    from transformers import BertConfig, DebertaV2Config, RobertaConfig
+
+    from edgecompress.preflight import position_limit
+
+    assert position_limit(BertConfig(max_position_embeddings=512)) == 512
+    assert position_limit(RobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512
+    assert position_limit(DebertaV2Config(position_biased_input=False)) is None
+
+
+def test_teacher_whose_vocab_links_to_a_system_file(recipe_file, tiny_teacher, tmp_path):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher, teacher)
+    (teacher / "tokenizer.json").unlink()
+    (teacher / "vocab.txt").unlink()
+    (teacher / "vocab.txt").symlink_to(os.__file__)  # Python's os.py: lines of code, no [UNK]
+    path = recipe_file(teacher={"model": str(teacher)})
+    message = (
+        f"error: teacher.model: the tokenizer in '{teacher}' cannot be loaded or used: WordPiece error: Missing "
+        "[UNK] token from the vocabulary"
+    )
+    assert _one_error_line(runner.invoke(app, ["validate", str(path)])) == message
+    assert _one_error_line(runner.invoke(app, ["run", str(path)])) == message
+    _nothing_half_written(tmp_path / "out")
 
 
 # --- recipes accepted although they should be refused -------------------------------------------------------
