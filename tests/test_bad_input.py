@@ -14,12 +14,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import synthetic_rows, tiny_recipe
+from conftest import synthetic_rows, tiny_recipe, write_csv
 from pydantic import Field
 from typer.testing import CliRunner
 
 from edgecompress.cli import app
 from edgecompress.config_base import StageConfig
+from edgecompress.data.config import DataConfig
+from edgecompress.data.stage import prepare_with_cleaning
+from edgecompress.errors import DataError
 from edgecompress.recipe import Recipe, recipe_json_schema
 from edgecompress.runfolder import LOCK_FILE, MARKER, STAGE_FILE
 
@@ -321,6 +324,39 @@ def _run_on_data(recipe_file, data: Path, tmp_path: Path, **data_fields) -> str:
     return line
 
 
+def test_csv_labels_that_say_nan(recipe_file, tmp_path):
+    """What pandas' astype(str) writes for missing labels is not a third class."""
+    rows = synthetic_rows(60)
+    for i in range(2, 60, 3):
+        rows[i]["label"] = "nan"
+    data = write_csv(tmp_path / "reviews.csv", rows)
+    assert _run_on_data(recipe_file, data, tmp_path) == (
+        f"error: {data}:4: missing label ('nan') in column 'label'; drop or label the rows without one (empty, "
+        "nan, NaN, NAN, None, null, NULL and <NA> are read as missing)"
+    )
+
+
+def test_jsonl_label_that_is_the_json_nan_literal(recipe_file, tmp_path):
+    lines = [json.dumps({"text": r["text"], "label": r["label"]}) for r in synthetic_rows(60)]
+    lines[6] = '{"text": "a film 6", "label": NaN}'
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    assert _run_on_data(recipe_file, data, tmp_path).startswith(
+        f"error: {data}:7: missing label ('NaN') in column 'label'"
+    )
+
+
+def test_jsonl_text_that_is_a_list(recipe_file, tmp_path):
+    lines = [json.dumps({"text": r["text"], "label": r["label"]}) for r in synthetic_rows(60)]
+    lines[4] = json.dumps({"text": ["review 4 ...", "second part"], "label": "positive"})
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    assert (
+        _run_on_data(recipe_file, data, tmp_path)
+        == f"error: {data}:5: 'text' is a list, not a string or a number"
+    )
+
+
 def _glue_tsv(path: Path, texts: list[str], labels: list[str]) -> Path:
     """A GLUE-style TSV: tab-separated, nothing quoted."""
     path.write_text(
@@ -334,8 +370,86 @@ def _texts_and_labels(n: int) -> tuple[list[str], list[str]]:
     return [r["text"] for r in rows], [r["label"] for r in rows]
 
 
+def test_tsv_texts_that_start_with_a_quoted_word(tmp_path):
+    texts, labels = _texts_and_labels(60)
+    texts[25] = '"bland" is the word 25'
+    path = _glue_tsv(tmp_path / "glue.tsv", texts, labels)
+    data, _ = prepare_with_cleaning(DataConfig(source="tsv", path=str(path), text_column="sentence"), 0)
+    read = {ex.text for split in data.splits.values() for ex in split}
+    assert '"bland" is the word 25' in read and "bland is the word 25" not in read
+
+
+def test_tsv_stray_quotes_do_not_merge_rows(tmp_path):
+    """A '"' at the start of one text and another 10 rows later: 60 lines are 60 examples."""
+    texts, labels = _texts_and_labels(60)
+    texts[5], texts[15] = '"' + texts[5], '"' + texts[15]
+    path = _glue_tsv(tmp_path / "glue.tsv", texts, labels)
+    data, _ = prepare_with_cleaning(DataConfig(source="tsv", path=str(path), text_column="sentence"), 0)
+    read = [ex.text for split in data.splits.values() for ex in split]
+    assert len(read) == 60 and texts[5] in read and texts[15] in read
+
+
+def test_tsv_row_with_a_tab_inside_a_text(recipe_file, tmp_path):
+    texts, labels = _texts_and_labels(60)
+    texts[7] = "a film\twith a tab 7"
+    data = _glue_tsv(tmp_path / "glue.tsv", texts, labels)
+    assert _run_on_data(recipe_file, data, tmp_path, text_column="sentence") == (
+        f"error: {data}:9: 3 fields, but the header has 2 (a tab inside a text?)"
+    )
+
+
 def _csv_lines(texts: list[str], labels: list[str]) -> str:
     return "text,label\n" + "".join(f"{t},{lbl}\n" for t, lbl in zip(texts, labels, strict=True))
+
+
+def test_csv_stray_quote_names_the_line_where_it_opens(recipe_file, tmp_path):
+    texts, labels = _texts_and_labels(60)
+    texts[5], texts[15] = '"' + texts[5], '"' + texts[15]
+    data = tmp_path / "reviews.csv"
+    data.write_text(_csv_lines(texts, labels))
+    assert _run_on_data(recipe_file, data, tmp_path) == (
+        f"error: {data}:7: not valid CSV (',' expected after '\"') in the row that starts here and runs to line "
+        '17; a field that starts with \'"\' must be quoted whole, with "" for each quote inside it'
+    )
+
+
+def test_csv_quote_that_swallows_rows(recipe_file, tmp_path):
+    """Stray quotes that happen to make valid CSV: rows inside one quoted field are still an error."""
+    texts, labels = _texts_and_labels(60)
+    texts[5], texts[15] = '"' + texts[5], texts[15] + '"'
+    data = tmp_path / "reviews.csv"
+    data.write_text(_csv_lines(texts, labels))
+    assert _run_on_data(recipe_file, data, tmp_path) == (
+        f"error: {data}:7: the quoted field that starts on this line runs to line 17 and holds what reads as a row "
+        f"('{f'{texts[6]},{labels[6]}'[:40]}'): a stray '\"'? Quote a whole field, with \"\" for each quote inside it"
+    )
+
+
+def test_csv_text_with_newlines_and_commas_is_one_row(tmp_path):
+    rows = synthetic_rows(40)
+    rows[3]["text"] = "Loved it.\nSlow, but worth it, 3"
+    data, _ = prepare_with_cleaning(
+        DataConfig(source="csv", path=str(write_csv(tmp_path / "d.csv", rows))), 0
+    )
+    read = [ex.text for split in data.splits.values() for ex in split]
+    assert len(read) == 40 and "Loved it. Slow, but worth it, 3" in read
+
+
+def test_folder_source_skips_hidden_files_and_folders(tmp_path):
+    root = tmp_path / "corpus"
+    for i, row in enumerate(synthetic_rows(40)):
+        (root / row["label"]).mkdir(parents=True, exist_ok=True)
+        (root / row["label"] / f"{i:03d}.txt").write_text(row["text"])
+    (root / "positive" / ".hidden.txt").write_text("an editor's scratch notes")
+    (root / "positive" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / ".git").mkdir()
+    (root / ".git" / "description.txt").write_text("Unnamed repository")
+    data, cleaning = prepare_with_cleaning(DataConfig(source="folder", path=str(root)), 0)
+    read = [ex.text for split in data.splits.values() for ex in split]
+    assert len(read) == 40 and "an editor's scratch notes" not in read
+    assert data.labels == ["negative", "positive"]
+    assert cleaning.record()["hidden_skipped"]["count"] == 4
 
 
 # --- the classes: every numeric field bounded and finite ---------------------------------------------------
@@ -424,3 +538,13 @@ def test_seed_bounds_match_what_seeding_accepts():
     seed_everything(high)
     with pytest.raises(ValueError):
         seed_everything(high + 1)
+
+
+def test_data_errors_keep_their_type(tmp_path):
+    """The API raises DataError (exit 2 in the CLI) for each bad data file, not a reader's own exception."""
+    lines = [json.dumps({"text": r["text"], "label": r["label"]}) for r in synthetic_rows(40)]
+    lines[9] = json.dumps({"text": {"title": "a film", "body": "dull"}, "label": "negative"})
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"d.jsonl:10: 'text' is an object, not a string or a number"):
+        prepare_with_cleaning(DataConfig(source="jsonl", path=str(path)), 0)
