@@ -80,7 +80,9 @@ class Pipeline:
         self._contents: dict[str, dict | None] = {}  # model spec -> content fingerprint, once per run
         self.distributed = self.accelerator.num_processes > 1  # stages synchronise the processes while True
         self.run_dir = Path(output) if output else recipe.run_dir
-        self.folder = RunFolder(self.run_dir, force=force, is_main_process=self.main)
+        self.folder = RunFolder(
+            self.run_dir, force=force, is_main_process=self.main, where="--output" if output else "output_dir"
+        )
         self.log = log if self.main else (lambda _msg: None)
         self.keys: dict[str, str] = {}  # stage or variant name -> its key
         self.variants: dict[str, Path] = {}  # variant name -> its folder, in report order

@@ -87,13 +87,27 @@ def load_config(src: ModelSource):
         raise _load_error(src, exc) from None
 
 
+TOKENIZER_PROBE = ("edgecompress reads 12 words", "and a second text ✓")
+
+
 def load_tokenizer(src: ModelSource):
+    """The model's tokenizer, tried on a text pair: a broken one (e.g. a ``vocab.txt`` that links to some other
+    file, so ``[UNK]`` is missing) loads without complaint and fails only on the first batch of training. Any
+    failure is one ModelError naming the folder and the recipe field (the tokenizers library raises a bare
+    Exception)."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(src.location, **_kwargs(src))
-    except (OSError, ValueError, KeyError) as exc:
-        raise _load_error(src, exc) from None
+        tokenizer = AutoTokenizer.from_pretrained(src.location, **_kwargs(src))
+        tokenizer(*TOKENIZER_PROBE)
+    except Exception as exc:  # whatever a broken tokenizer raises
+        if not src.is_local:
+            raise _load_error(src, exc) from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(
+            f"the tokenizer in '{src.location}' cannot be loaded or used: {first}", where=src.field
+        ) from None
+    return tokenizer
 
 
 def has_classification_head(config) -> bool:
