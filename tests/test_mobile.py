@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from conftest import export_model, make_tiny_bert, stage_context
 
@@ -41,25 +42,70 @@ def variants(tiny_csv, tmp_path_factory):
     return data, {"m-fp32": root / "m-fp32", "m-int4": root / "m-int4"}
 
 
-def test_ort_conversion_loads_runs_and_is_checked(variants, tmp_path):
-    data, folders = variants
-    out = tmp_path / "ort"
+def _mobile_run(data, variant_dir, out):
     out.mkdir()
-    record = mobile_stage.run(
-        MobileConfig(variants=["m-int4"], check_samples=16),
-        mobile_stage.MobileInputs(folders["m-int4"]),
+    return mobile_stage.run(
+        MobileConfig(variants=[variant_dir.name], check_samples=16),
+        mobile_stage.MobileInputs(variant_dir),
         stage_context(data),
         out,
     )
+
+
+def _no_ort_files_in_this_process(monkeypatch):
+    """onnxruntime in the test process refuses .ort files: a run check done here instead of in a fresh
+    process fails."""
+    import onnxruntime
+
+    real = onnxruntime.InferenceSession
+
+    def session(model, *args, **kwargs):
+        assert not str(model).endswith(".ort"), "the .ort file was loaded in the calling process"
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+
+
+def test_ort_conversion_loads_runs_and_is_checked(variants, tmp_path, monkeypatch):
+    data, folders = variants
+    _no_ort_files_in_this_process(monkeypatch)
+    out = tmp_path / "ort"
+    record = _mobile_run(data, folders["m-int4"], out)
     assert (out / "model.ort").is_file() and (out / "tokenizer.json").is_file()
     assert json.loads((out / "mobile.json").read_text()) == record
-    assert record["loads_and_runs"] and record["vs_onnx"]["argmax_agreement"] == 1.0
-    assert record["vs_onnx"]["max_abs_logit_diff"] < 1e-4
+    assert record["loads_and_runs"] is True and record["vs_onnx"]["argmax_agreement"] == 1.0
+    assert record["vs_onnx"]["samples"] == 16 and record["vs_onnx"]["max_abs_logit_diff"] < 1e-4
+    assert record["run_check"].startswith("model.ort loaded as ORT format in a fresh process")
     assert {"MatMulNBits", "GatherBlockQuantized"} <= set(record["required_operators"]["com.microsoft"])
     eps = record["usability"]["execution_providers"]
     assert set(eps) == {"NNAPI", "CoreML NeuralNetwork", "CoreML MLProgram"}
     assert all(v["as_is"] in ("YES", "NO", "MAYBE") for v in eps.values())
     assert record["peak_rss"]["peak_mb"] > record["peak_rss"]["baseline_mb"] > 0
+
+
+def test_an_ort_file_with_other_logits_fails_the_run_check(variants, tmp_path, monkeypatch):
+    """The converter handed the fp32 graph for the 4-bit variant: the .ort file loads and runs, but computes
+    another function, so ``loads_and_runs`` is false and the comparison says by how much."""
+    data, folders = variants
+    real = mobile_stage.convert_to_ort
+    monkeypatch.setattr(
+        mobile_stage,
+        "convert_to_ort",
+        lambda _path, out, cfg: real(folders["m-fp32"] / "model.onnx", out, cfg),
+    )
+    record = _mobile_run(data, folders["m-int4"], tmp_path / "ort")
+    assert record["loads_and_runs"] is False and record["vs_onnx"]["max_abs_logit_diff"] > 1e-4
+    assert record["vs_onnx"]["atol"] == 1e-4
+
+
+def test_an_ort_file_that_does_not_load_is_a_stage_error(tmp_path):
+    from edgecompress.errors import StageError
+
+    bad = tmp_path / "model.ort"
+    bad.write_bytes(b"not a model")
+    feed = {"input_ids": np.ones((1, 4), np.int64)}
+    with pytest.raises(StageError, match="does not load and run in a fresh ONNX Runtime process"):
+        mobile_stage.run_in_fresh_process(bad, feed)
 
 
 def test_ort_conversion_failure_is_a_stage_error(tmp_path):
