@@ -118,14 +118,41 @@ def test_ort_conversion_failure_is_a_stage_error(tmp_path):
         mobile_stage.convert_to_ort(bad, tmp_path / "out", MobileConfig())
 
 
-def test_peak_memory_is_measured_in_a_fresh_process(variants):
-    import numpy as np
+def _model_with_weights(path, megabytes: int):
+    """An ONNX model that holds ``megabytes`` of float32 weights and adds their sum to its input."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
+    weights = numpy_helper.from_array(np.ones(megabytes * 250_000, np.float32), "W")
+    nodes = [
+        helper.make_node("ReduceSum", ["W"], ["S"], keepdims=0),
+        helper.make_node("Add", ["X", "S"], ["Y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1])],
+        [weights],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_peak_memory_is_measured_in_a_fresh_process(variants, tmp_path):
+    """A model with 40 MB of weights costs at least those 40 MB over the baseline of a process that imported
+    only numpy and onnxruntime (this test process, with torch, is far bigger)."""
     _, folders = variants
     ones = np.ones((1, 8), np.int64)
     feed = {"input_ids": ones, "attention_mask": ones, "token_type_ids": 0 * ones, "unused": np.ones(1)}
-    mem = peak_rss(folders["m-fp32"] / "model.onnx", feed)
-    assert mem["peak_mb"] >= mem["baseline_mb"] > 10 and mem["model_mb"] >= 0
+    tiny = peak_rss(folders["m-fp32"] / "model.onnx", feed)
+    big = peak_rss(_model_with_weights(tmp_path / "big.onnx", 40), {"X": np.ones(1, np.float32)})
+    for mem in (tiny, big):
+        assert 10 < mem["baseline_mb"] < 150  # figures rounded to 0.1 MB each: their difference to 0.1
+        assert mem["model_mb"] == pytest.approx(mem["peak_mb"] - mem["baseline_mb"], abs=0.11)
+    assert big["model_mb"] >= 40 > tiny["model_mb"]
 
 
 def test_mobile_profile_rows_and_report(variants):
@@ -154,7 +181,15 @@ def test_mobile_profile_rows_and_report(variants):
         "mobile": profile,
     }
     rows = build_rows(bench, "m-fp32")
-    assert all(f"mobile_p50_ms_L{profile['typical_length']}" in r and r["peak_rss_mb"] > 0 for r in rows)
+    for r in rows:  # the profile's own figures, not others
+        memory = profile["memory"][r["variant"]]
+        assert (r["peak_rss_mb"], r["model_rss_mb"]) == (memory["peak_mb"], memory["model_mb"])
+        typical = next(
+            lat["p50_ms"]
+            for lat in profile["latency"]
+            if lat["variant"] == r["variant"] and lat["sequence_length"] == profile["typical_length"]
+        )
+        assert r[f"mobile_p50_ms_L{profile['typical_length']}"] == typical
     table = mobile_table(rows)
     assert "p50 ms, 4 tokens" in table and "peak RSS MB" in table and table.count("\n") == 3
 
