@@ -166,6 +166,56 @@ def tiny_recipe(teacher_dir: Path, data_path: Path, out: Path, **sections) -> di
     return recipe
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for tiny training steps: on the shared 2 cores two threads crawl when another process
+    holds them (and the numbers do not depend on how busy the machine is)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def train_on_labels(model, tokenizer, data, steps: int = 80, learning_rate: float = 3e-3) -> None:
+    """A few plain steps on the synthetic sentiment task (fixed seed): enough for the model to read the sentiment
+    word, so a test can name the label it must give (the fixture makes it certain) instead of accepting any."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    texts, _ = data.texts("train")
+    labels = torch.tensor(data.label_ids("train"))
+    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(texts), (32,), generator=gen)
+        enc = tokenizer([texts[i] for i in idx], padding=True, return_tensors="pt")
+        loss = model(**enc, labels=labels[idx]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    torch.set_num_threads(threads)
+
+
+def kl_to_teacher(teacher_logits, student_logits) -> float:
+    """Mean KL(teacher || student) of the softmax distributions (T = 1), computed here with numpy, apart from
+    the losses under test. On the synthetic data any training gets the labels right (one word decides them), so
+    claims of learning *from the teacher* are measured on its distribution instead: this gap must fall."""
+    import numpy as np
+
+    def log_softmax(x):
+        x = np.asarray(x, dtype=np.float64)
+        x = x - x.max(-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+    t, s = log_softmax(teacher_logits), log_softmax(student_logits)
+    return float((np.exp(t) * (t - s)).sum(-1).mean())
+
+
 def load_script(name: str):
     """A script under benchmarks/ as a module (they are scripts, not a package)."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
