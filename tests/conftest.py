@@ -216,6 +216,28 @@ def kl_to_teacher(teacher_logits, student_logits) -> float:
     return float((np.exp(t) * (t - s)).sum(-1).mean())
 
 
+def onnx_accuracy(folder: Path, data, split: str = "test", max_length: int = 16) -> float:
+    """Accuracy of a variant folder's model.onnx, read with its own tokenizer, computed here with plain ONNX
+    Runtime and numpy (not with the benchmark's code): what a report's accuracy column must equal."""
+    import numpy as np
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    examples = data.splits[split]
+    enc = AutoTokenizer.from_pretrained(folder)(
+        [ex.text for ex in examples],
+        truncation=True,
+        max_length=max_length,
+        padding=True,
+        return_tensors="np",
+    )
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    logits = session.run(None, {k: v.astype(np.int64) for k, v in enc.items() if k in names})[0]
+    gold = np.array([data.labels.index(ex.label) for ex in examples])
+    return float(np.mean(logits.argmax(-1) == gold))
+
+
 def load_script(name: str):
     """A script under benchmarks/ as a module (they are scripts, not a package)."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
