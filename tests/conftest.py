@@ -238,6 +238,32 @@ def onnx_accuracy(folder: Path, data, split: str = "test", max_length: int = 16)
     return float(np.mean(logits.argmax(-1) == gold))
 
 
+def saved_model_logits(folder: Path, texts: list[str], max_length: int = 16):
+    """Logits of the model saved in ``folder`` (any edgecompress checkpoint) with its own tokenizer: one padded
+    batch, a plain forward pass, nothing from the evaluation code under test."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from edgecompress.modeling.loading import load_saved_classifier
+
+    model = load_saved_classifier(folder).eval()
+    enc = AutoTokenizer.from_pretrained(folder)(
+        texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():  # single texts: token type ids are all 0, the models' default
+        return model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.float().numpy()
+
+
+def pytorch_accuracy(folder: Path, data, split: str = "test", max_length: int = 16) -> float:
+    """Accuracy of the model saved in ``folder`` on ``split``, from ``saved_model_logits``."""
+    import numpy as np
+
+    examples = data.splits[split]
+    logits = saved_model_logits(folder, [ex.text for ex in examples], max_length)
+    gold = np.array([data.labels.index(ex.label) for ex in examples])
+    return float(np.mean(logits.argmax(-1) == gold))
+
+
 def load_script(name: str):
     """A script under benchmarks/ as a module (they are scripts, not a package)."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"

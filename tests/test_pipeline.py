@@ -7,15 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import kl_to_teacher, onnx_accuracy, tiny_recipe
-from transformers import AutoTokenizer
+from conftest import kl_to_teacher, onnx_accuracy, saved_model_logits, tiny_recipe
 from typer.testing import CliRunner
 
 from edgecompress.cli import app
 from edgecompress.data.examples import PreparedData
 from edgecompress.errors import EdgeCompressError
-from edgecompress.export.onnx import torch_logits
-from edgecompress.modeling.loading import load_saved_classifier
 from edgecompress.pipeline import run_recipe
 from edgecompress.recipe import recipe_from_dict
 
@@ -87,16 +84,13 @@ def test_teacher_was_finetuned_and_student_distilled(finished_run):
     assert teacher["finetuned"] is True and teacher["steps"] == 60
     assert student["student"]["init_layers"] == [0, 3] and student["steps"] == 60
     assert teacher["validation"]["accuracy"] > 0.9  # the teacher learnt the task (untrained: about 0.5)
-    # distilled, not merely trained: on this data labels alone get every example right too, but leave the
-    # student's distribution far from the teacher's (KL about 0.7 in test_distill's labels-only control)
+    # distilled, not merely trained: on this data labels alone get every example right too, but the student's
+    # distribution is the teacher's (KL measured 0.005; 0.12 with the soft-target term left out of training)
     texts, _ = PreparedData.load(out / "data").texts("validation")
-    logits = {
-        stage: torch_logits(
-            load_saved_classifier(out / stage), AutoTokenizer.from_pretrained(out / stage), texts, 16
-        )
-        for stage in ("teacher", "student")
-    }
-    assert kl_to_teacher(logits["teacher"], logits["student"]) < 0.2
+    gap = kl_to_teacher(
+        saved_model_logits(out / "teacher", texts), saved_model_logits(out / "student", texts)
+    )
+    assert gap < 0.03, gap
 
 
 def test_rerun_reuses_every_stage(finished_run):
