@@ -166,6 +166,104 @@ def tiny_recipe(teacher_dir: Path, data_path: Path, out: Path, **sections) -> di
     return recipe
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for tiny training steps: on the shared 2 cores two threads crawl when another process
+    holds them (and the numbers do not depend on how busy the machine is)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def train_on_labels(model, tokenizer, data, steps: int = 80, learning_rate: float = 3e-3) -> None:
+    """A few plain steps on the synthetic sentiment task (fixed seed): enough for the model to read the sentiment
+    word, so a test can name the label it must give (the fixture makes it certain) instead of accepting any."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    texts, _ = data.texts("train")
+    labels = torch.tensor(data.label_ids("train"))
+    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(texts), (32,), generator=gen)
+        enc = tokenizer([texts[i] for i in idx], padding=True, return_tensors="pt")
+        loss = model(**enc, labels=labels[idx]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    torch.set_num_threads(threads)
+
+
+def kl_to_teacher(teacher_logits, student_logits) -> float:
+    """Mean KL(teacher || student) of the softmax distributions (T = 1), computed here with numpy, apart from
+    the losses under test. On the synthetic data any training gets the labels right (one word decides them), so
+    claims of learning *from the teacher* are measured on its distribution instead: this gap must fall."""
+    import numpy as np
+
+    def log_softmax(x):
+        x = np.asarray(x, dtype=np.float64)
+        x = x - x.max(-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+    t, s = log_softmax(teacher_logits), log_softmax(student_logits)
+    return float((np.exp(t) * (t - s)).sum(-1).mean())
+
+
+def onnx_accuracy(folder: Path, data, split: str = "test", max_length: int = 16) -> float:
+    """Accuracy of a variant folder's model.onnx, read with its own tokenizer, computed here with plain ONNX
+    Runtime and numpy (not with the benchmark's code): what a report's accuracy column must equal."""
+    import numpy as np
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    examples = data.splits[split]
+    enc = AutoTokenizer.from_pretrained(folder)(
+        [ex.text for ex in examples],
+        truncation=True,
+        max_length=max_length,
+        padding=True,
+        return_tensors="np",
+    )
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    logits = session.run(None, {k: v.astype(np.int64) for k, v in enc.items() if k in names})[0]
+    gold = np.array([data.labels.index(ex.label) for ex in examples])
+    return float(np.mean(logits.argmax(-1) == gold))
+
+
+def saved_model_logits(folder: Path, texts: list[str], max_length: int = 16):
+    """Logits of the model saved in ``folder`` (any edgecompress checkpoint) with its own tokenizer: one padded
+    batch, a plain forward pass, nothing from the evaluation code under test."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from edgecompress.modeling.loading import load_saved_classifier
+
+    model = load_saved_classifier(folder).eval()
+    enc = AutoTokenizer.from_pretrained(folder)(
+        texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():  # single texts: token type ids are all 0, the models' default
+        return model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.float().numpy()
+
+
+def pytorch_accuracy(folder: Path, data, split: str = "test", max_length: int = 16) -> float:
+    """Accuracy of the model saved in ``folder`` on ``split``, from ``saved_model_logits``."""
+    import numpy as np
+
+    examples = data.splits[split]
+    logits = saved_model_logits(folder, [ex.text for ex in examples], max_length)
+    gold = np.array([data.labels.index(ex.label) for ex in examples])
+    return float(np.mean(logits.argmax(-1) == gold))
+
+
 def load_script(name: str):
     """A script under benchmarks/ as a module (they are scripts, not a package)."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"

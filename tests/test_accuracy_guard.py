@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import export_model, make_tiny_bert
+from conftest import export_model, make_tiny_bert, train_on_labels
 
 from edgecompress.data.config import DataConfig
 from edgecompress.data.stage import prepare
@@ -17,29 +17,6 @@ from edgecompress.quantize import QuantContext, quantize
 from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig
 from edgecompress.quantize.guard import node_groups
 from edgecompress.report.tables import build_rows, markdown_table, pick_best
-
-
-def _train(model, tokenizer, data, steps: int = 80) -> None:
-    """A few steps on the synthetic sentiment task: enough for near-perfect accuracy.
-
-    One thread: tiny steps on two threads crawl when another process holds the cores.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    texts, _ = data.texts("train")
-    labels = torch.tensor(data.label_ids("train"))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(steps):
-        idx = torch.randint(0, len(texts), (32,), generator=gen)
-        enc = tokenizer([texts[i] for i in idx], padding=True, return_tensors="pt")
-        loss = model(**enc, labels=labels[idx]).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +29,7 @@ def sensitive(tiny_csv, tmp_path_factory):
     src = resolve(str(teacher), "teacher.model")
     model, _ = load_classifier(src, data.labels)
     tokenizer = load_tokenizer(src)
-    _train(model, tokenizer, data)
+    train_on_labels(model, tokenizer, data)
     with torch.no_grad():
         model.bert.embeddings.word_embeddings.weight[tokenizer.mask_token_id] = 500.0
     root = tmp_path_factory.mktemp("guard")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import stage_context
@@ -46,12 +47,52 @@ def test_metrics():
     assert m["f1_macro"] == pytest.approx((2 / 3 + 0.8) / 2)
 
 
+def _cpuinfo() -> tuple[str, set[str], int]:
+    """Model name, flags and processor count, read from /proc/cpuinfo here (not through edgecompress.machine)."""
+    model, flags, processors = "", set(), 0
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "features"):
+            flags |= set(value.split())
+        elif key == "processor":
+            processors += 1
+    return model, flags, processors
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads this CPU's facts from /proc/cpuinfo")
 def test_machine_line_names_cpu_isa_and_versions():
+    """This machine's own facts, read independently: CPU model, ISA flags, core count, the preset the documented
+    rule picks (VNNI, else AVX-512, else AVX2; ARM is arm64) and the versions of the imported libraries."""
+    import platform
+
+    import numpy
+    import onnxruntime
+    import torch
+
+    from edgecompress.machine import ISA_FLAGS
+
+    model, flags, processors = _cpuinfo()
     info = machine_info()
-    assert info["cores"] >= 1 and "onnxruntime" in info["libraries"]
+    assert info["cpu"] == (model or platform.processor() or platform.machine())
+    assert info["isa"] == [f for f in ISA_FLAGS if f in flags] and info["arch"] == platform.machine()
+    assert info["cores"] == processors
+    versions = {
+        "onnxruntime": onnxruntime.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+    }
+    assert {k: info["libraries"][k] for k in versions} == versions
     line = machine_line(info)
-    assert info["cpu"] in line and "onnxruntime" in line
-    assert isa_preset() in ("avx2", "avx512", "avx512_vnni", "arm64")
+    assert line.startswith(f"{info['cpu']} ({info['arch']}; {' '.join(info['isa'])}), {processors} cores; ")
+    assert f"onnxruntime {onnxruntime.__version__}" in line
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        expected = "arm64"
+    else:
+        expected = "avx512_vnni" if "avx512_vnni" in flags else "avx512" if "avx512f" in flags else "avx2"
+    assert isa_preset() == expected
 
 
 def _bench():

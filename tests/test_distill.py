@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import stage_context, tiny_recipe
+from conftest import kl_to_teacher, stage_context, tiny_recipe
 
 from edgecompress.data.config import DataConfig
 from edgecompress.data.stage import prepare
@@ -17,6 +17,7 @@ from edgecompress.distill.losses import (
 )
 from edgecompress.distill.stage import DistillPair, distill, plan_matching
 from edgecompress.errors import RecipeError
+from edgecompress.export.onnx import torch_logits
 from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
 from edgecompress.modeling.student import build_student
 from edgecompress.teacher.stage import ce_loss
@@ -32,9 +33,13 @@ def _att(b=2, h=4, n=5, seed=0):
 
 
 def test_soft_target_loss_zero_iff_equal():
-    logits = torch.randn(4, 3)
+    logits = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
     assert soft_target_loss(logits, logits, 2.0).abs() < 1e-6
-    assert soft_target_loss(logits, logits.flip(-1), 2.0) > 0.01
+    # the definition, computed apart: T^2 * mean over examples of KL(teacher || student) at temperature T
+    student, teacher = logits.flip(-1), logits
+    expected = 4.0 * kl_to_teacher((teacher / 2).numpy(), (student / 2).numpy())
+    assert expected > 0.01
+    assert float(soft_target_loss(student, teacher, 2.0)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_soft_target_loss_scales_with_t_squared():
@@ -49,11 +54,24 @@ def test_attention_loss_zero_for_identical_maps_and_ignores_padding(kind):
     s, t = _att(seed=1), _att(seed=2)
     assert attention_transfer_loss(t, t.clone(), mask, kind) < 1e-6
     base = attention_transfer_loss(s, t, mask, kind)
-    assert base > 0
+    assert float(base) == pytest.approx(_attention_loss_by_hand(s, t, mask, kind), rel=1e-5)
     # changing padded query rows of the first example must not change the loss
     s2 = s.clone()
     s2[0, :, 3:, :] = torch.softmax(torch.randn(4, 2, 5), -1)
     assert torch.allclose(attention_transfer_loss(s2, t, mask, kind), base)
+
+
+def _attention_loss_by_hand(student, teacher, mask, kind: str) -> float:
+    """The documented loss row by row: over every head and every real query row, KL(teacher row || student
+    row) or the squared error, both summed over the real keys; the mean of those rows."""
+    rows = []
+    for b in range(student.shape[0]):
+        real = [i for i in range(mask.shape[1]) if mask[b, i]]
+        for h in range(student.shape[1]):
+            for q in real:
+                t, s = teacher[b, h, q, real].double(), student[b, h, q, real].double()
+                rows.append(float((t * (t.log() - s.log())).sum() if kind == "kl" else ((s - t) ** 2).sum()))
+    return sum(rows) / len(rows)
 
 
 def test_attention_loss_head_mismatch_averages_heads():
@@ -111,7 +129,10 @@ def test_refuse_head_mismatch_before_training(tiny_setup):
         plan_matching(DistillConfig(layer_mapping=[0, 9]), student, teacher)
 
 
-def test_distillation_trains_the_student_towards_the_teacher(tiny_setup):
+def test_distillation_trains_the_student_towards_the_teacher(tiny_setup, one_thread):
+    """Measured on the teacher's distribution, not on accuracy (one word decides the label, so labels alone get
+    every example right): the distilled student ends far closer to the teacher than a labels-only control
+    built and trained the same way, and the attention and hidden-state terms fall while it trains."""
     data, teacher, tok = tiny_setup
     # a teacher that knows the task: fine-tune it briefly on labels
     acc = make_accelerator("cpu", "no", 0)
@@ -128,16 +149,28 @@ def test_distillation_trains_the_student_towards_the_teacher(tiny_setup):
         "teacher",
     )
     assert fitted.best_metrics["accuracy"] >= 0.9
-    student, _ = build_student(teacher, StudentConfig(num_layers=2), data.labels)
-    cfg = DistillConfig(
-        training=TrainingConfig(max_steps=30, batch_size=16, learning_rate=5e-3, evals_per_epoch=1)
-    )
-    record = distill(cfg, DistillPair(student, teacher, tok), stage_context(data, accelerator=acc))
-    first, last = record["history"][0], record["history"][-1]
+    texts, _ = data.texts("validation")
+    teacher_logits = torch_logits(teacher, tok, texts, 16)
+
+    def trained(weights: LossWeights):
+        torch.manual_seed(0)
+        student, _ = build_student(teacher, StudentConfig(num_layers=2), data.labels)
+        cfg = DistillConfig(
+            weights=weights,
+            training=TrainingConfig(max_steps=30, batch_size=16, learning_rate=5e-3, evals_per_epoch=1),
+        )
+        record = distill(cfg, DistillPair(student, teacher, tok), stage_context(data, accelerator=acc))
+        return record, kl_to_teacher(teacher_logits, torch_logits(student, tok, texts, 16))
+
+    record, distilled_gap = trained(LossWeights())  # labels + soft targets + attention + hidden states
+    control, control_gap = trained(LossWeights(ce=1, kd=0, attention=0, hidden=0))
     assert record["steps"] == 30 and record["layer_mapping"] == [0, 3]
-    assert {"train_ce", "train_kd", "train_att", "train_hid"} <= set(last)
-    assert record["validation"]["accuracy"] >= 0.9, record["validation"]
-    assert first["step"] <= last["step"]
+    assert record["validation"]["accuracy"] == control["validation"]["accuracy"] == 1.0  # says nothing
+    # measured 0.031 against 0.81: the soft targets keep the student's distribution on the teacher's
+    assert 10 * distilled_gap < control_gap, (distilled_gap, control_gap)
+    first, last = record["history"][0], record["history"][-1]
+    assert first["step"] < last["step"] == 30
+    assert last["train_att"] < 0.8 * first["train_att"] and last["train_hid"] < 0.8 * first["train_hid"]
 
 
 def test_labels_only_never_calls_the_teacher(tiny_setup):

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_recipe
+from conftest import kl_to_teacher, onnx_accuracy, saved_model_logits, tiny_recipe
 from typer.testing import CliRunner
 
 from edgecompress.cli import app
+from edgecompress.data.examples import PreparedData
 from edgecompress.errors import EdgeCompressError
 from edgecompress.pipeline import run_recipe
 from edgecompress.recipe import recipe_from_dict
@@ -51,6 +52,9 @@ def test_report_files(finished_run):
     ):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
+    bench = json.loads((out / "benchmark" / "benchmark.json").read_text())
+    b1_t1 = {r["variant"]: r["p50_ms"] for r in bench["latency"] if (r["batch_size"], r["threads"]) == (1, 1)}
+    data = PreparedData.load(out / "data")
     for row in report["rows"]:
         assert {"variant", "artifact", "size_mb", "params", "accuracy", "f1_macro", "latency_ms_p50"} <= set(
             row
@@ -58,13 +62,16 @@ def test_report_files(finished_run):
         assert (
             not Path(row["artifact"]).is_absolute() and (out / row["artifact"]).is_dir()
         )  # the folder can move
-        assert 0 <= row["accuracy"] <= 1 and row["latency_ms_p50"] > 0
+        # each figure is the variant's own: its file's accuracy recomputed here, its batch-1 1-thread median
+        assert row["accuracy"] == onnx_accuracy(out / row["artifact"], data), row["variant"]
+        assert row["latency_ms_p50"] == b1_t1[row["variant"]]
+        onnx_bytes = sum(p.stat().st_size for p in (out / row["artifact"]).glob("*.onnx"))
+        assert row["size_mb"] == pytest.approx(onnx_bytes / 1e6, abs=1e-3)
     teacher, int8 = report["rows"][0], report["rows"][2]
     assert int8["size_mb"] < teacher["size_mb"] and int8["params"] < teacher["params"]
     assert report["machine"]["cpu"] and report["machine"]["libraries"]["onnxruntime"]
     assert "x smaller" in (out / "report.md").read_text()
     assert summary.table.splitlines()[0].startswith("| variant |")
-    bench = json.loads((out / "benchmark" / "benchmark.json").read_text())
     settings = {(r["batch_size"], r["threads"]) for r in bench["latency"]}
     assert settings == {(1, 1), (4, 1)} and all(r["runs"] == 5 for r in bench["latency"])
     assert list((out / "benchmark").glob("latency-*.csv"))
@@ -76,7 +83,14 @@ def test_teacher_was_finetuned_and_student_distilled(finished_run):
     student = json.loads((out / "student" / "stage.json").read_text())["record"]
     assert teacher["finetuned"] is True and teacher["steps"] == 60
     assert student["student"]["init_layers"] == [0, 3] and student["steps"] == 60
-    assert teacher["validation"]["accuracy"] > 0.9 and student["validation"]["accuracy"] > 0.9
+    assert teacher["validation"]["accuracy"] > 0.9  # the teacher learnt the task (untrained: about 0.5)
+    # distilled, not merely trained: on this data labels alone get every example right too, but the student's
+    # distribution is the teacher's (KL measured 0.005; 0.12 with the soft-target term left out of training)
+    texts, _ = PreparedData.load(out / "data").texts("validation")
+    gap = kl_to_teacher(
+        saved_model_logits(out / "teacher", texts), saved_model_logits(out / "student", texts)
+    )
+    assert gap < 0.03, gap
 
 
 def test_rerun_reuses_every_stage(finished_run):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import UNUSED, export_model, tiny_recipe
+from conftest import UNUSED, export_model, onnx_accuracy, synthetic_rows, tiny_recipe, write_csv
 
 from edgecompress.errors import RecipeError
 from edgecompress.export.config import ExportConfig
@@ -255,7 +255,18 @@ def test_vocab_trimming_keeps_tokenisation_and_logits(model, tiny_teacher):
     assert new_tok.unk_token_id not in unseen and len(unseen) > 3
 
 
-def test_prune_stage_in_the_pipeline(tiny_teacher, tiny_csv, tmp_path):
+def _rows_with_rare_words():
+    """The synthetic rows, six of them carrying one of the vocabulary's unused words once: seen fewer than
+    min_frequency 2 times, such a word is trimmed and spelled out in characters, so where it lands in the training
+    split the student and the teacher tokenise the text differently."""
+    rows = synthetic_rows(400)
+    for i, word in enumerate(UNUSED):
+        rows[61 * i + 5]["text"] += f" {word}"
+    return rows
+
+
+def test_prune_stage_in_the_pipeline(tiny_teacher, tmp_path, one_thread):
+    from edgecompress.data.examples import PreparedData
     from edgecompress.pipeline import run_recipe
     from edgecompress.recipe import recipe_from_dict
 
@@ -268,9 +279,10 @@ def test_prune_stage_in_the_pipeline(tiny_teacher, tiny_csv, tmp_path):
         "recovery": {"max_steps": 20, "batch_size": 16, "learning_rate": 5e-3, "evals_per_epoch": 1},
     }
     out = tmp_path / "run"
+    data_file = write_csv(tmp_path / "reviews.csv", _rows_with_rare_words())
     recipe = recipe_from_dict(
         tiny_recipe(
-            tiny_teacher, tiny_csv, out, prune=prune, quantization={"variants": [{"method": "int8_dynamic"}]}
+            tiny_teacher, data_file, out, prune=prune, quantization={"variants": [{"method": "int8_dynamic"}]}
         )
     )
     summary = run_recipe(recipe, log=lambda _m: None)
@@ -283,11 +295,19 @@ def test_prune_stage_in_the_pipeline(tiny_teacher, tiny_csv, tmp_path):
         len(rec["steps"]) == 2 and sum(rec["steps"][0]["heads_per_layer"]) == 6
     )  # half of the target per step
     assert rec["steps"][0]["attention_matching"] == "explicit heads"
-    # the trimmed words never occur in the data, so the teacher and the student read the same tokens
-    assert rec["steps"][0]["recovery"]["aligned_examples"] == 1.0
+    # the share of training texts both tokenizers split alike: those without a rare word, counted here
+    data = PreparedData.load(out / "data")
+    train = [ex.text.split() for ex in data.splits["train"]]
+    rare = sum(any(w in UNUSED for w in words) for words in train)
+    assert rare > 0
+    for step in rec["steps"]:
+        assert step["recovery"]["aligned_examples"] == round(1 - rare / len(train), 4)
     assert rec["vocab"]["after"] <= rec["vocab"]["before"] - len(UNUSED)
     assert rows["pruned-fp32"]["params"] < rows["student-fp32"]["params"]
-    assert rows["pruned-fp32"]["accuracy"] > 0.9
+    # the pruned artifacts' accuracy, recomputed from their files and trimmed tokenizers (any of these models
+    # gets most labels right: the number must be theirs, not merely high)
+    for variant in ("pruned-fp32", "pruned-int8-dynamic"):
+        assert rows[variant]["accuracy"] == onnx_accuracy(out / "models" / variant, data), variant
     report = (out / "report.md").read_text()
     assert "## Pruning" in report and "| layer | heads kept |" in report
     assert (out / "head_importance.png").is_file()
