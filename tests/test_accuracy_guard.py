@@ -144,7 +144,7 @@ def outlier_columns(tiny_csv, tmp_path_factory):
     src = resolve(str(teacher), "teacher.model")
     model, _ = load_classifier(src, data.labels)
     tokenizer = load_tokenizer(src)
-    _train(model, tokenizer, data)
+    train_on_labels(model, tokenizer, data)
     embeddings = model.bert.embeddings
     with torch.no_grad():
         for column in (0, 16):

@@ -16,7 +16,7 @@ from edgecompress.benchmark.latency import TimingPlan, fixed_length_inputs, meas
 from edgecompress.context import StageContext
 from edgecompress.data.examples import PreparedData
 from edgecompress.export.artifact import CHECKS, onnx_size_mb, read_manifest
-from edgecompress.export.onnx import ort_logits, ort_session, torch_logits
+from edgecompress.export.onnx import ort_logits, ort_session
 from edgecompress.machine import hardware_tag, machine_info
 from edgecompress.training.metrics import split_metrics
 
@@ -61,14 +61,6 @@ def evaluate_variant(folder: Path, tokenizer, data: PreparedData, max_length: in
         "validation_f1_macro": validation["f1_macro"],
         "validation_samples": validation["samples"],
     }
-
-
-def pytorch_split_metrics(
-    model, tokenizer, data: PreparedData, split: str, max_length: int, batch_size: int = 64
-) -> dict:
-    """Accuracy and macro-F1 of a PyTorch model on a split, for benchmarks that score models before export."""
-    texts, pairs = data.texts(split)
-    return split_metrics(torch_logits(model, tokenizer, texts, max_length, batch_size, pairs), data, split)
 
 
 def median_length(tokenizer, texts: list[str], pairs, max_length: int) -> int:

@@ -119,7 +119,7 @@ def transfer_set(cfg: DistillConfig, data, tokenizer, seed: int) -> tuple[list, 
 
 @torch.no_grad()
 def teacher_outputs(teacher, split: EncodedSplit, accelerator, with_cls: bool, batch_size: int = 128) -> dict:
-    """The teacher's logits (and last [CLS] state) for every example of ``split``, at the training precision."""
+    """The teacher's logits (and last [CLS] state) for every example of ``split``, computed at the training precision (autocast); the logits are kept in fp32, the [CLS] states in fp16 (half the memory; they are a regression target)."""
     logits, cls = None, None
     for index, batch in split.batches_in_order(batch_size):
         batch = {k: v.to(accelerator.device) for k, v in batch.items() if k != "labels"}

@@ -61,7 +61,7 @@ class FfnPruningConfig(StageConfig):
     scope: Literal["global", "per_layer"] = Field(
         "per_layer",
         description="per_layer keeps equal widths (a plain transformers checkpoint); global ranks across layers "
-        "(unequal widths, reloaded with edgecompress.modeling.load_saved_classifier).",
+        "(unequal widths, reloaded with edgecompress.modeling.loading.load_saved_classifier).",
     )
     multiple_of: int = Field(
         1,

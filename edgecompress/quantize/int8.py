@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecompress.export.artifact import copy_companions
 from edgecompress.machine import isa_preset
 from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig
 from edgecompress.quantize.context import QuantContext, calibration_samples
@@ -78,8 +79,6 @@ def _quantize(
 ) -> None:
     """Optimum's ORTQuantizer on ``source_dir``; with ``blocks`` the embedding Gathers are left to it as float
     and then (unless ``blocks.precision`` is fp32) rewritten as GatherBlockQuantized."""
-    import shutil
-
     from optimum.onnxruntime import ORTQuantizer
 
     if blocks is not None:
@@ -90,12 +89,7 @@ def _quantize(
     quantizer.quantize(
         save_dir=out_dir, quantization_config=qconfig, file_suffix=None, calibration_tensors_range=ranges
     )
-    for (
-        path
-    ) in source_dir.iterdir():  # what Optimum does not carry for a model it does not know (config.json)
-        if path.is_file() and path.suffix != ".onnx" and path.name not in ("manifest.json", "stage.json"):
-            if not (out_dir / path.name).exists():
-                shutil.copy2(path, out_dir / path.name)
+    copy_companions(source_dir, out_dir)  # what Optimum does not carry for a model it does not know
     if blocks is None or blocks.precision == "fp32":
         return
     import onnx

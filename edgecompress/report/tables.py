@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+from edgecompress.pareto import against
+
 HEADLINE = {"batch_size": 1, "threads": 1}  # the mobile-class profile: batch 1, one thread
 
 
@@ -101,9 +103,7 @@ def build_rows(benchmark: dict, baseline: str, mobile: dict[str, dict] | None = 
         rows.append(row)
     base = next((r for r in rows if r["variant"] == baseline), rows[0])
     for row in rows:
-        row["x_smaller"] = base["size_mb"] / row["size_mb"]
-        row["x_faster"] = base["latency_ms_p50"] / row["latency_ms_p50"]
-        row["accuracy_delta_pts"] = 100 * (row["accuracy"] - base["accuracy"])
+        row.update(against(base, row))
     return rows
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgecompress.errors import EdgeCompressError
-from edgecompress.report.plots import pareto_front
+from edgecompress.pareto import against, pareto_front
 
 
 @dataclass(frozen=True)
@@ -128,9 +128,7 @@ def frontier_rows(benchmark: dict, points: list[Point], baseline: str) -> list[d
     base = next(r for r in rows if r["variant"] == baseline)
     front = {r["variant"] for r in pareto_front(rows)}
     for r in rows:
-        r["x_smaller"] = base["size_mb"] / r["size_mb"]
-        r["x_faster"] = base["latency_ms_p50"] / r["latency_ms_p50"]
-        r["accuracy_delta_pts"] = 100 * (r["accuracy"] - base["accuracy"])
+        r.update(against(base, r))
         r["pareto"] = r["variant"] in front
     return rows
 

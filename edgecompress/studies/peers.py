@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecompress.errors import EdgeCompressError
+from edgecompress.pareto import against
 from edgecompress.quantize.config import Int8DynamicConfig
 
 PEERS = {
@@ -145,12 +146,10 @@ def peer_rows(benchmark: dict, peers: dict[str, tuple[str, Path]]) -> list[dict]
         rows.append(row)
     base = next(r for r in rows if r["peer"] == BASELINE)
     for row in rows:
-        row["x_smaller"] = base["size_mb"] / row["size_mb"]
-        for key in [k for k in row if k.startswith(("p50_ms", "p90_ms"))]:
-            row[f"x_faster_{key}"] = base[key] / row[key]
+        latency = [k for k in row if k.startswith(("p50_ms", "p90_ms"))]
+        row.update(against(base, row, {f"x_faster_{k}": k for k in latency}))
         for key in [k for k in row if k.startswith("throughput_")]:
             row[f"x_{key}"] = row[key] / base[key]
-        row["accuracy_delta_pts"] = 100 * (row["accuracy"] - base["accuracy"])
         row["f1_delta_pts"] = 100 * (row["f1_macro"] - base["f1_macro"])
     return rows
 
