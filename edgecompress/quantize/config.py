@@ -82,6 +82,12 @@ class Int8DynamicConfig(AccuracyGuard):
         "auto", description="Optimum preset named after the target ISA; auto reads this CPU."
     )
     per_channel: bool = Field(False, description="Per-output-channel weight scales.")
+    reduce_range: bool | None = Field(
+        None,
+        description="7-bit weights: ONNX Runtime's u8s8 int8 kernels on CPUs without VNNI (presets avx2, avx512) "
+        "add pairs of products in 16 bits and saturate; 7-bit weights cannot. null: on for those presets, off "
+        "for avx512_vnni and arm64.",
+    )
 
 
 class Int8StaticConfig(AccuracyGuard):
@@ -91,6 +97,12 @@ class Int8StaticConfig(AccuracyGuard):
     name: str = Field("int8-static", pattern=r"^[A-Za-z0-9_.-]+$")
     preset: IsaPreset = "auto"
     per_channel: bool = False
+    reduce_range: bool | None = Field(
+        None,
+        description="7-bit weights: ONNX Runtime's u8s8 int8 kernels on CPUs without VNNI (presets avx2, avx512) "
+        "add pairs of products in 16 bits and saturate; 7-bit weights cannot. null: on for those presets, off "
+        "for avx512_vnni and arm64.",
+    )
     calibration_samples: int = Field(
         256, ge=1, le=MAX_COUNT, description="Training examples used to calibrate ranges."
     )

@@ -20,11 +20,21 @@ def _preset(name: str) -> str:
     return isa_preset() if name == "auto" else name
 
 
+SATURATING_PRESETS = ("avx2", "avx512")  # u8s8 kernels without VNNI: 16-bit pair sums (vpmaddubsw)
+
+
+def reduce_range(cfg, preset: str) -> bool:
+    """7-bit weights where the preset's int8 kernels saturate, unless the recipe says otherwise."""
+    return preset in SATURATING_PRESETS if cfg.reduce_range is None else cfg.reduce_range
+
+
 def _qconfig(cfg, is_static: bool):
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     preset = _preset(cfg.preset)
-    return preset, getattr(AutoQuantizationConfig, preset)(is_static=is_static, per_channel=cfg.per_channel)
+    qconfig = getattr(AutoQuantizationConfig, preset)(is_static=is_static, per_channel=cfg.per_channel)
+    # set on the config itself: Optimum's avx512_vnni and arm64 presets take no reduce_range argument
+    return preset, dataclasses.replace(qconfig, reduce_range=reduce_range(cfg, preset))
 
 
 TABLE_BITS = {"int4": 4, "int8": 8}
@@ -115,6 +125,7 @@ def int8_dynamic(cfg: Int8DynamicConfig, source_dir: Path, out_dir: Path, ctx: Q
         "method": "dynamic",
         "preset": preset,
         "per_channel": cfg.per_channel,
+        "reduce_range": reduce_range(cfg, preset),
         "embedding_tables": blocks.record(checked) if blocks else {"embeddings": "per_tensor"},
         **checked,
     }
@@ -178,6 +189,7 @@ def int8_static(cfg: Int8StaticConfig, source_dir: Path, out_dir: Path, ctx: Qua
         "method": "static",
         "preset": preset,
         "per_channel": cfg.per_channel,
+        "reduce_range": reduce_range(cfg, preset),
         "calibration": {"samples": len(samples), "method": cfg.calibration_method},
         "embedding_tables": blocks.record(checked) if blocks else {"embeddings": "per_tensor"},
         **checked,
