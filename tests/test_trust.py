@@ -534,3 +534,13 @@ def test_other_seeds_keep_split_seed_zero(tiny_teacher, tiny_csv, tmp_path):
     pinned = recipe.model_copy(update={"data": recipe.data.model_copy(update={"split_seed": 0})})
     assert seed_recipe(pinned, 7, tmp_path / "run").data.split_seed == 0
     assert seed_recipe(recipe, 7, tmp_path / "run").data.split_seed == 42  # unpinned: the recipe's seed
+
+
+def test_a_placeholder_head_of_another_size_is_no_head_for_these_labels(small, tmp_path):
+    from edgecompress.errors import RecipeError
+
+    make_tiny_bert(tmp_path / "hub_like", labels=["LABEL_0", "LABEL_1", "LABEL_2"], layers=2, with_head=True)
+    with pytest.raises(
+        RecipeError, match="^teacher.finetune: 'never', but .* has no classification head for"
+    ):
+        _teacher_stage(small, tmp_path, finetune="never")

@@ -271,7 +271,12 @@ def recover(
 
 
 def record(
-    state: PruneState, prune: PruneConfig, steps: list[dict], vocab: dict | None, embeddings: dict, ctx
+    state: PruneState,
+    prune: PruneConfig,
+    steps: list[dict],
+    vocab: dict | None,
+    embeddings: dict,
+    ctx: StageContext,
 ) -> tuple[PruneRecord, dict]:
     """The stage's record of the pruned student, and the importance file (first scores, what was removed)."""
     student, heads0, units0, origin = state.student, state.heads0, state.units0, state.layer_origin

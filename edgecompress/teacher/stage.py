@@ -36,8 +36,9 @@ def ce_loss(model, batch, _extras):
 
 def refuse_or_warn_placeholder_head(cfg: TeacherConfig, config, labels: list[str], log) -> None:
     """A head whose rows are named only LABEL_0, LABEL_1, ... is not taken for the data's labels: ``never`` is
-    refused (nothing would train a head we cannot read), ``auto`` fine-tunes one, with one warning line."""
-    if not placeholder_head_names(config):
+    refused (nothing would train a head we cannot read), ``auto`` fine-tunes one, with one warning line. A head
+    of another size is no head for these labels whatever its names (load_classifier says so)."""
+    if not placeholder_head_names(config) or config.num_labels != len(labels):
         return
     rows = ", ".join(str(config.id2label[i]) for i in range(config.num_labels))
     what = f"'{cfg.model}' names its head rows only {rows}, which says nothing about which of {', '.join(labels)}"
