@@ -16,7 +16,8 @@ from edgecompress.quantize.config import QuantVariantConfig
 from edgecompress.quantize.context import QuantContext
 from edgecompress.quantize.registry import quantize
 
-STAGE_VERSION = 4  # 3: block-quantized embedding tables in the guard's ladder; 4: 7-bit weights on avx2/avx512
+# 3: block-quantized embedding tables in the guard's ladder; 4: 7-bit weights on avx2/avx512
+STAGE_VERSION = 4
 
 
 @dataclass(frozen=True)
