@@ -12,6 +12,7 @@ class ReportConfig(StageConfig):
     max_accuracy_drop: float = Field(
         1.0,
         ge=0,
+        le=100,
         description="The fastest and smallest variants named in the report are picked among those not flagged "
         "by their own quantizer check whose validation accuracy is at most this many points below the "
         "teacher's; the same rule for every variant (test figures never decide).",
