@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -24,28 +23,19 @@ from edgecompress.quiet import quiet_third_party
 
 quiet_third_party()
 
-from edgecompress.benchmark.stage import pytorch_split_metrics  # noqa: E402
 from edgecompress.distill.config import StudentConfig  # noqa: E402
 from edgecompress.errors import EdgeCompressError  # noqa: E402
 from edgecompress.pipeline import Pipeline  # noqa: E402
 from edgecompress.recipe import load_recipe, parse_overrides  # noqa: E402
 from edgecompress.studies.ablation import ablation_student  # noqa: E402
-
-
-def evaluate_test_split(model_dir: Path, data, max_length: int) -> dict:
-    from transformers import AutoTokenizer
-
-    from edgecompress.modeling.loading import load_saved_classifier
-
-    model = load_saved_classifier(model_dir)
-    return pytorch_split_metrics(model, AutoTokenizer.from_pretrained(model_dir), data, "test", max_length)
+from edgecompress.studies.scoring import saved_model_metrics  # noqa: E402
 
 
 def mode_row(pipe, mode: str, data, student_cfg=None, tag=None) -> dict:
     """Train (or reuse) the student of ``mode`` and score it on the test split."""
     result = ablation_student(pipe, mode, student_cfg, tag)
     record = result.record
-    test = evaluate_test_split(result.path, data, pipe.recipe.data.max_length)
+    test = saved_model_metrics(result.path, data, "test", pipe.recipe.data.max_length)
     return {
         "mode": mode,
         "steps": record["steps"],

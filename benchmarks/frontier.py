@@ -6,7 +6,9 @@ several training seeds.
         [--seeds 7,1234] [--runs 100]
 
 Runs (or reuses) the recipe first. Sweep points come from <run>/sweep/sweep.json (benchmarks/sparsity_curve.py)
-and peers from <run>/peers/peers.json (benchmarks/peers.py) when those were run. Everything is measured again
+and peers from <run>/peers/peers.json (benchmarks/peers.py) when those were run; each is used only when every
+stage of its chain is finished with the key this recipe and code give it now (a point built before a code or
+recipe change is refused, in one line naming it; --allow-stale measures it anyway, marked). Everything is measured again
 in one interleaved run: test accuracy and macro-F1 (ONNX Runtime), size, p50 latency at batch 1, 1 thread.
 --seeds trains the final artifact's chain again from each extra seed over the same data split (cached runs
 <run>-seed<k>) and reports its test accuracy and its gap to that seed's teacher: mean and spread over the
@@ -79,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="", help="extra training seeds, comma-separated (e.g. 7,1234)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per variant (default: recipe's)")
     parser.add_argument("--output", default=None, help="run folder (default: the recipe's)")
+    parser.add_argument(
+        "--allow-stale",
+        action="store_true",
+        help="measure sweep points and peers built from another recipe or code too (marked stale)",
+    )
     args = parser.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -91,15 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         report = json.loads((run_dir / "report.json").read_text())
         final = args.final or pick_ours(report, args.max_drop)[0]
         points = [F.Point(r["variant"], "run", run_dir / r["artifact"]) for r in report["rows"]]
-        points += F.sweep_points(run_dir) + F.peer_points(run_dir)
-        points = list({p.variant: p for p in points}.values())
-        missing = [p.variant for p in points if not (p.folder / "model.onnx").is_file()]
-        if missing:
-            raise EdgeCompressError(f"artifacts missing: {', '.join(missing)}", where=str(run_dir / "models"))
-        out = run_dir / "frontier"
-        out.mkdir(exist_ok=True)
         cfg = recipe.benchmark.headline_only(args.runs)
-        with Pipeline(recipe, output=run_dir) as pipe:
+        with Pipeline(recipe, output=run_dir, reuse_only=True) as pipe:  # checks points, builds nothing
+            points += F.current_points(F.sweep_points(pipe) + F.peer_points(pipe), args.allow_stale)
+            points = list({p.variant: p for p in points}.values())
+            missing = [p.variant for p in points if not (p.folder / "model.onnx").is_file()]
+            if missing:
+                raise EdgeCompressError(
+                    f"artifacts missing: {', '.join(missing)}", where=str(run_dir / "models")
+                )
+            out = run_dir / "frontier"
+            out.mkdir(exist_ok=True)
             pipe.log(f"[frontier] measuring {len(points)} artifacts in one interleaved run")
             variants = {p.variant: p.folder for p in points}
             benchmark_stage.run(

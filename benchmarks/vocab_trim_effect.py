@@ -23,7 +23,6 @@ quiet_third_party()
 import torch  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from edgecompress.benchmark.stage import pytorch_split_metrics  # noqa: E402
 from edgecompress.context import StageContext  # noqa: E402
 from edgecompress.data.examples import PreparedData  # noqa: E402
 from edgecompress.export import stage as export_stage  # noqa: E402
@@ -32,6 +31,7 @@ from edgecompress.modeling.loading import load_saved_classifier  # noqa: E402
 from edgecompress.prune.vocab import kept_token_ids, trim_vocabulary  # noqa: E402
 from edgecompress.quantize import QuantContext, quantize  # noqa: E402
 from edgecompress.recipe import load_recipe  # noqa: E402
+from edgecompress.studies.scoring import pytorch_split_metrics  # noqa: E402
 
 
 def untrimmed_twin(pruned_dir: Path, student_dir: Path, out: Path) -> None:

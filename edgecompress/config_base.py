@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict
 
 class StageConfig(BaseModel):
     """Strict: unknown keys and wrong types are errors (no coercion: ``seed: true`` is not the number 1), so a
-    typo never silently falls back to a default."""
+    typo never silently falls back to a default. Floats must be finite: ``.inf`` or ``.nan`` anywhere would
+    train to NaN weights and fail far later."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 def fingerprint(*parts: Any) -> str:

@@ -13,11 +13,36 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgecompress.config_base import fingerprint
+from edgecompress.content import content_fingerprint
 from edgecompress.context import StageContext, log_to_stderr
+from edgecompress.errors import EdgeCompressError
 from edgecompress.recipe import Recipe, dump_recipe
 from edgecompress.runfolder import RunFolder, StageResult
 
 TEACHER_VARIANT = "teacher-fp32"
+
+
+class StaleStage(EdgeCompressError):
+    """A stage not finished with the key the recipe and code give it now, met by a pipeline that only reuses
+    stages (``reuse_only``): what the studies check their points with, without building anything."""
+
+    def __init__(self, name: str):
+        super().__init__("not finished with the key the recipe and code give it now", where=name)
+
+
+def data_inputs(cfg) -> dict:
+    """What the data stage reads besides its config, by content: each local file or folder, the embedded
+    corpus's file, a hub dataset given as a local folder. Hub ids are their id, subset and split names, which
+    the config holds."""
+    from edgecompress.data.sources import embedded_corpus_file
+
+    if cfg.source == "embedded":
+        corpus = embedded_corpus_file()
+        return {"corpus": None if corpus is None else content_fingerprint(corpus)}
+    if cfg.source == "hub":
+        return {"name": content_fingerprint(cfg.name)} if Path(cfg.name).expanduser().exists() else {}
+    fields = ("path", "train", "validation", "test")
+    return {f: content_fingerprint(getattr(cfg, f)) for f in fields if getattr(cfg, f) is not None}
 
 
 @dataclass
@@ -35,7 +60,12 @@ class Pipeline:
     """
 
     def __init__(
-        self, recipe: Recipe, output: str | Path | None = None, force: bool = False, log=log_to_stderr
+        self,
+        recipe: Recipe,
+        output: str | Path | None = None,
+        force: bool = False,
+        log=log_to_stderr,
+        reuse_only: bool = False,
     ):
         from edgecompress.quiet import quiet_third_party
         from edgecompress.training.accel import make_accelerator
@@ -44,9 +74,15 @@ class Pipeline:
         self.recipe = recipe
         self.accelerator = make_accelerator(recipe.device, recipe.mixed_precision, recipe.seed, warn=log)
         self.main = self.accelerator.is_main_process
+        # what training computes in here (auto resolved), which the training stages' keys hold
+        self.train_precision = self.accelerator.mixed_precision
+        self.reuse_only = reuse_only  # a stage not finished with its key raises StaleStage instead of running
+        self._contents: dict[str, dict | None] = {}  # model spec -> content fingerprint, once per run
         self.distributed = self.accelerator.num_processes > 1  # stages synchronise the processes while True
         self.run_dir = Path(output) if output else recipe.run_dir
-        self.folder = RunFolder(self.run_dir, force=force, is_main_process=self.main)
+        self.folder = RunFolder(
+            self.run_dir, force=force, is_main_process=self.main, where="--output" if output else "output_dir"
+        )
         self.log = log if self.main else (lambda _msg: None)
         self.keys: dict[str, str] = {}  # stage or variant name -> its key
         self.variants: dict[str, Path] = {}  # variant name -> its folder, in report order
@@ -82,6 +118,8 @@ class Pipeline:
         if name in self.results and self.results[name].key == key:  # asked again in this run: no re-run
             return self.results[name]
         done = self.folder.finished(name, key) is not None
+        if not done and self.reuse_only:
+            raise StaleStage(name)
         self.log(f"[{name}] {'reused (finished earlier)' if done else 'running'}")
 
         def seeded_build(tmp: Path) -> dict:
@@ -95,6 +133,18 @@ class Pipeline:
         self.keys[name] = key
         return result
 
+    def model_contents(self, spec: str | None, field: str) -> dict | None:
+        """The content fingerprint of a model the recipe names, when it is local (a folder, or an embedded
+        package's folder); None for hub ids, whose id and revision the config holds."""
+        from edgecompress.modeling.loading import resolve
+
+        if spec is None:
+            return None
+        if spec not in self._contents:
+            src = resolve(spec, field)
+            self._contents[spec] = content_fingerprint(src.location) if src.is_local else None
+        return self._contents[spec]
+
     def _sync(self) -> None:
         if self.distributed:
             self.accelerator.wait_for_everyone()
@@ -106,7 +156,7 @@ class Pipeline:
         if self._context.data is not None:
             return self._context.data
         r = self.recipe
-        key = fingerprint("data", data_stage.STAGE_VERSION, r.data, r.seed)
+        key = fingerprint("data", data_stage.STAGE_VERSION, r.data, r.seed, data_inputs(r.data))
         result = self.stage("data", key, lambda tmp: data_stage.run(r.data, None, self._context, tmp))
         return PreparedData.load(result.path)
 
@@ -118,10 +168,11 @@ class Pipeline:
             "teacher",
             teacher_stage.STAGE_VERSION,
             r.teacher,
+            self.model_contents(r.teacher.model, "teacher.model"),
             self.keys["data"],
             r.seed,
             ctx.max_length,
-            r.mixed_precision,
+            self.train_precision,
         )
         return self.stage("teacher", key, lambda tmp: teacher_stage.run(r.teacher, None, ctx, tmp))
 
@@ -137,10 +188,11 @@ class Pipeline:
             "student",
             distill_stage.STAGE_VERSION,
             cfg,
+            self.model_contents(cfg.student.model, "student.model"),
             teacher.key,
             r.seed,
             ctx.max_length,
-            r.mixed_precision,
+            self.train_precision,
         )
         inputs = distill_stage.DistillInputs(teacher.path)
         return self.stage(
@@ -169,7 +221,7 @@ class Pipeline:
             teacher.key,
             r.seed,
             ctx.max_length,
-            r.mixed_precision,
+            self.train_precision,
         )
         inputs = prune_stage.PruneInputs(
             student.path, teacher.path, student.record["student"].get("init_layers")
@@ -191,12 +243,15 @@ class Pipeline:
 
     def quantize(self, source: str, qcfg) -> Path:
         """The variant ``<model>-<qcfg.name>`` quantized from the fp32 variant ``source``."""
+        from edgecompress.machine import isa_preset
         from edgecompress.quantize import stage as quantize_stage
 
         ctx = self.context
         variant = f"{source.removesuffix('-fp32')}-{qcfg.name}"
         listed = self.recipe.quantization.variants
         where = f"quantization.variants.{listed.index(qcfg)}" if qcfg in listed else "quantization"
+        if getattr(qcfg, "preset", None) == "auto":  # built, and keyed, as this CPU's preset
+            qcfg = qcfg.model_copy(update={"preset": isa_preset()})
         key = fingerprint(
             "quantize", quantize_stage.STAGE_VERSION, qcfg, self.keys[source], ctx.max_length, ctx.seed
         )

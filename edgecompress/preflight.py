@@ -1,34 +1,77 @@
-"""Checks that need only the recipe and the models' configs (no weights, no data): run by ``validate`` and
-before any training, so an impossible recipe fails in seconds instead of after the teacher has been
-fine-tuned."""
+"""Checks that need only the recipe, the models' configs and tokenizers (no weights, no data): run by
+``validate`` and before any training, so an impossible recipe fails in seconds instead of after the teacher
+has been fine-tuned."""
 
 from __future__ import annotations
 
 from edgecompress.errors import ModelError, RecipeError
 from edgecompress.modeling.layers import ffn_widths, heads_per_layer
-from edgecompress.modeling.loading import load_config, resolve
+from edgecompress.modeling.loading import load_config, load_tokenizer, resolve
 from edgecompress.modeling.student import student_config
 from edgecompress.prune.select import check_targets
 from edgecompress.recipe import Recipe
 
+# model types whose position ids start after the padding index (create_position_ids_from_input_ids): their
+# tables hold max_position_embeddings - (padding index + 1) tokens
+PADDING_OFFSET_MODELS = {
+    "roberta",
+    "roberta-prelayernorm",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "camembert",
+    "data2vec-text",
+    "longformer",
+    "mpnet",
+    "ibert",
+    "luke",
+}
+
+
+def position_limit(config) -> int | None:
+    """Tokens per input the model's absolute position table holds; None when it has none (relative or rotary
+    positions)."""
+    size = getattr(config, "max_position_embeddings", None)
+    if size is None or getattr(config, "position_biased_input", True) is False:  # DeBERTa: relative only
+        return None
+    if config.model_type in PADDING_OFFSET_MODELS:
+        size -= (config.pad_token_id or 0) + 1
+    return size
+
+
+def _check_length(max_length: int, config, model: str) -> None:
+    limit = position_limit(config)
+    if limit is not None and max_length > limit:
+        raise RecipeError(
+            f"{max_length} tokens per example, but the {model}'s position table holds {limit} "
+            f"(max_position_embeddings {config.max_position_embeddings}); lower data.max_length",
+            where="data.max_length",
+        )
+
 
 def check_shapes(recipe: Recipe, hub_optional: bool = False) -> list[str]:
-    """Raise a RecipeError naming the field when the student, the layer mapping or the pruning targets cannot
-    be built. Returns notes on checks it could not make (with ``hub_optional``: a model on the hub that
+    """Raise a RecipeError naming the field when the student, the layer mapping, the pruning targets or the
+    input length cannot be built, or a ModelError when a tokenizer cannot be loaded and used (cheap: no
+    weights). Returns notes on checks it could not make (with ``hub_optional``: a model on the hub that
     cannot be reached now is skipped instead of failing)."""
     r = recipe
     try:
-        teacher = load_config(
-            resolve(r.teacher.model, "teacher.model", r.teacher.revision, r.teacher.trust_remote_code)
+        teacher_src = resolve(
+            r.teacher.model, "teacher.model", r.teacher.revision, r.teacher.trust_remote_code
         )
+        teacher = load_config(teacher_src)
+        load_tokenizer(teacher_src)
         if r.student.model is not None:
-            student = load_config(resolve(r.student.model, "student.model"))
+            student_src = resolve(r.student.model, "student.model")
+            student = load_config(student_src)
+            load_tokenizer(student_src)
+            _check_length(r.data.max_length, student, "student")
         else:
             student, _ = student_config(teacher, r.student)
     except ModelError as exc:
         if hub_optional and "from the hub failed" in exc.message:
             return [f"shape checks skipped: {exc}"]
         raise
+    _check_length(r.data.max_length, teacher, "teacher")
     mapping = r.distill.layer_mapping
     if mapping is not None:
         bad = [m for m in mapping if not 0 <= m < teacher.num_hidden_layers]

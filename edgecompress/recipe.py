@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edgecompress.benchmark.config import BenchmarkConfig
 from edgecompress.config_base import StageConfig
+from edgecompress.config_limits import SEED_MAX
 from edgecompress.data.config import DataConfig
 from edgecompress.distill.config import DistillConfig, StudentConfig
 from edgecompress.errors import RecipeError
@@ -58,7 +59,9 @@ class Recipe(StageConfig):
     output_dir: str | None = Field(
         None, description="Run folder; default runs/<name>. --output overrides it."
     )
-    seed: int = Field(42, description="Seeds data splits, initialisation and shuffling.")
+    seed: int = Field(
+        42, ge=0, le=SEED_MAX, description="Seeds data splits, initialisation and shuffling (0 to 2**32 - 1)."
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Training device; auto uses a GPU if present."
     )
@@ -140,6 +143,18 @@ class Recipe(StageConfig):
                         f"quantization.variants.{i}.apply_to: 'pruned' needs a prune section (there is no "
                         "pruned model to quantize)"
                     )
+        mobile = self.benchmark.mobile
+        for field, tokens in (
+            ("benchmark.sequence_length", self.benchmark.sequence_length),
+            ("benchmark.mobile.short_length", mobile and mobile.short_length),
+            ("benchmark.mobile.typical_length", mobile and mobile.typical_length),
+        ):
+            if tokens is not None and tokens > self.data.max_length:
+                raise ValueError(
+                    f"{field}: {tokens} tokens is more than data.max_length ({self.data.max_length}); every "
+                    "artifact truncates its inputs to data.max_length tokens, so a longer input would time "
+                    "a truncated one"
+                )
         known = self.variant_names()
         for i, name in enumerate(self.mobile.variants):
             if name not in known:
@@ -189,6 +204,84 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+class _RefusedYaml(Exception):
+    """What the recipe loader refuses in otherwise valid YAML, at ``mark``."""
+
+    def __init__(self, message: str, mark):
+        super().__init__(message)
+        self.message, self.mark = message, mark
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases: nine levels of nine ``*aliases`` in a few hundred bytes expand to
+    billions of values (memory runs out while the recipe is read), and a recipe never needs one."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _RefusedYaml(
+                f"'*{event.anchor}' is a YAML alias; recipes take no aliases (one can expand to gigabytes): "
+                "write the value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def _refuse_repeated_keys(node: yaml.Node, path: tuple[str, ...], one_line: bool) -> None:
+    """YAML lets the last of two equal keys win silently (a second ``distill:`` section replaces the first
+    whole); in a recipe that is a mistake: refuse it with both places."""
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_repeated_keys(item, (*path, str(i)), one_line)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: dict[str, yaml.Mark] = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        field = ".".join((*path, key))
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            raise _RefusedYaml(
+                f"{'.'.join(path) or 'recipe'}: YAML merge keys (<<) are not taken", key_node.start_mark
+            )
+        if key in seen:
+            first, again = seen[key], key_node.start_mark
+            where = (
+                f"columns {first.column + 1} and {again.column + 1}"
+                if one_line
+                else f"lines {first.line + 1} and {again.line + 1}"
+            )
+            raise _RefusedYaml(f"{field}: given twice ({where})", again)
+        seen[key] = key_node.start_mark
+        _refuse_repeated_keys(value_node, (*path, key), one_line)
+
+
+def parse_yaml(text: str, source: str, field: str | None = None) -> Any:
+    """YAML text as plain data, refusing aliases and repeated keys: the one loader of recipe files (``source``
+    is the file: errors name its line) and of ``--set`` values (``field``: the dotted key the value is set
+    at; errors name ``source``, the option). Raises a RecipeError."""
+    loader = _RecipeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_repeated_keys(node, tuple(field.split(".")) if field else (), one_line=field is not None)
+        return loader.construct_document(node)
+    except _RefusedYaml as exc:
+        where = source if field is not None else f"{source}:{exc.mark.line + 1}"
+        raise RecipeError(exc.message, where=where) from None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if field is not None:
+            raise RecipeError(f"'{text}' is not a YAML value ({problem})", where=source) from None
+        mark = getattr(exc, "problem_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise RecipeError(f"not valid YAML: {problem}", where=f"{source}{at}") from None
+    except RecursionError:  # [[[[... a few thousand deep: PyYAML's composer recurses
+        raise RecipeError("nested too deeply to be a recipe", where=source) from None
+    finally:
+        loader.dispose()
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` pairs (dotted keys, YAML values) as given to ``--set``."""
     out: dict[str, Any] = {}
@@ -196,13 +289,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise RecipeError(f"expected KEY=VALUE, got '{pair}'", where="--set")
         key, raw = pair.split("=", 1)
-        try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise RecipeError(
-                f"'{raw}' is not a YAML value ({problem})", where=f"--set {key.strip()}"
-            ) from None
+        key = key.strip()
+        out[key] = parse_yaml(raw, f"--set {key}", field=key) if raw.strip() else None
     return out
 
 
@@ -234,14 +322,7 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
             "UTF-8)",
             where=str(path),
         ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RecipeError(f"not valid YAML: {problem}", where=f"{path}{at}") from None
-    return recipe_from_dict(data, source=str(path), overrides=overrides)
+    return recipe_from_dict(parse_yaml(text, str(path)), source=str(path), overrides=overrides)
 
 
 def recipe_json_schema() -> dict[str, Any]:

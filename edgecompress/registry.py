@@ -28,9 +28,3 @@ class Registry(Generic[T]):
         except KeyError:
             known = ", ".join(sorted(str(k) for k in self._items))
             raise KeyError(f"unknown {self.kind} '{key}' (known: {known})") from None
-
-    def names(self) -> list[Any]:
-        return list(self._items)
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._items

@@ -46,28 +46,60 @@ def file_hashes(folder: Path) -> dict[str, str]:
     }
 
 
+def check_can_write(root: Path, where: str) -> None:
+    """Before the first stage: the run folder can be made (no file on its path) and written (the nearest
+    folder that exists is writable), so a bad ``output_dir`` / ``--output`` is one line naming it, not an
+    OSError from the lock file or a stage after training. Raises an EdgeCompressError."""
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if not existing.is_dir():
+        if existing == root:
+            raise EdgeCompressError(f"'{root}' exists and is not a folder", where=where)
+        raise EdgeCompressError(
+            f"'{existing}' is a file, so no run folder can be made at '{root}'", where=where
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise EdgeCompressError(
+            f"'{existing}' is not writable (permission denied), so the run cannot write '{root}'; choose "
+            "another output folder",
+            where=where,
+        )
+
+
 @dataclass
 class RunFolder:
     root: Path
     force: bool = False
     is_main_process: bool = True
+    where: str = "output_dir"  # what named the folder, for error messages (output_dir or --output)
     results: list[StageResult] = field(default_factory=list)
     _lock: object = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
-        if self.root.exists() and not self.root.is_dir():
-            raise EdgeCompressError(f"'{self.root}' exists and is not a folder", where="output_dir")
+        if self.is_main_process:
+            check_can_write(self.root, self.where)
+        elif self.root.exists() and not self.root.is_dir():
+            raise EdgeCompressError(f"'{self.root}' exists and is not a folder", where=self.where)
         marker = self.root / MARKER
         if self.root.is_dir() and any(self.root.iterdir()) and not marker.exists():
             raise EdgeCompressError(
                 f"'{self.root}' is not empty and was not made by edgecompress; choose another output folder",
-                where="output_dir",
+                where=self.where,
             )
         if self.is_main_process:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self._acquire()
-            marker.touch()
+            made_here = not self.root.exists()
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                self._acquire()
+                marker.touch()
+            except OSError as exc:
+                self.release()
+                if made_here:  # leave nothing behind
+                    shutil.rmtree(self.root, ignore_errors=True)
+                raise EdgeCompressError(
+                    f"cannot write the run folder '{self.root}' ({exc.strerror or exc}); choose another output folder",
+                    where=self.where,
+                ) from None
 
     def _acquire(self) -> None:
         """Hold the folder's lock for this run: a second run on the same folder stops at once (exit 2)."""
@@ -80,7 +112,7 @@ class RunFolder:
             raise EdgeCompressError(
                 f"'{self.root}' is in use by another edgecompress run (it holds {LOCK_FILE}); wait for it to "
                 "finish or choose another output folder",
-                where="output_dir",
+                where=self.where,
             ) from None
         self._lock = lock
 

@@ -115,6 +115,7 @@ def _bench(variants: dict[str, dict]) -> dict:
             "params": 100,
             "accuracy": 0.9,
             "f1_macro": 0.9,
+            "validation_accuracy": 0.9,
             **extra,
         }
         ms = 10.0 - i if name != "m-int8" else 1.0
@@ -130,3 +131,87 @@ def _bench(variants: dict[str, dict]) -> dict:
             }
         )
     return out
+
+
+@pytest.fixture(scope="module")
+def outlier_columns(tiny_csv, tmp_path_factory):
+    """A trained tiny classifier whose word and position tables carry +M and -M in one column of each
+    16-wide block: the fp32 sums (what the model reads) are unchanged, but a 4-bit block scale of M/7 rounds
+    every other value of the row to 0 or +-M/7, while 8-bit blocks (M/127) keep them."""
+    teacher = tmp_path_factory.mktemp("outlier_teacher")
+    make_tiny_bert(teacher, layers=2, hidden=32, heads=4, intermediate=64)
+    data = prepare(DataConfig(source="csv", path=str(tiny_csv), max_length=16), 0)
+    src = resolve(str(teacher), "teacher.model")
+    model, _ = load_classifier(src, data.labels)
+    tokenizer = load_tokenizer(src)
+    train_on_labels(model, tokenizer, data)
+    embeddings = model.bert.embeddings
+    with torch.no_grad():
+        for column in (0, 16):
+            embeddings.word_embeddings.weight[:, column] += 2.0
+            embeddings.position_embeddings.weight[:, column] -= 2.0
+    root = tmp_path_factory.mktemp("outlier")
+    model.save_pretrained(root / "pt")
+    tokenizer.save_pretrained(root / "pt")
+    export_model(ExportConfig(parity_samples=8), root / "pt", data, root / "fp32", "m-fp32")
+    return data, root
+
+
+def _gather_bits(folder) -> list[int]:
+    import onnx
+
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    return sorted(
+        next(a.i for a in n.attribute if a.name == "bits")
+        for n in graph.node
+        if n.op_type == "GatherBlockQuantized"
+    )
+
+
+@pytest.mark.parametrize("method", [Int8DynamicConfig, Int8StaticConfig])
+def test_block_tables_climb_the_ladder_to_int8(outlier_columns, tmp_path, method):
+    """4-bit tables over budget: the guard measures the tables' rungs with the node groups, raises them to
+    8-bit blocks (not float, which the budget does not need) and says so in both records."""
+    data, root = outlier_columns
+    extra = {"calibration_samples": 16} if method is Int8StaticConfig else {}
+    cfg = method(
+        embeddings="int4", embedding_group_size=16, max_accuracy_drop=2.0, max_fallback_steps=2, **extra
+    )
+    info = quantize(cfg, root / "fp32", tmp_path / "q", QuantContext(data, 16, 0, tmp_path / "scratch"))
+    guard = info["accuracy_guard"]
+    assert guard["fp32_validation_accuracy"] > 0.9, "the fixture model should have learned the task"
+    assert 100 * (guard["fp32_validation_accuracy"] - guard["first_validation_accuracy"]) > 10
+    assert guard["within_tolerance"], f"still {guard['drop_pts']:.1f} points down"
+    assert guard["embedding_tables"] == {"first": "int4", "chosen": "int8"}
+    assert {"embeddings:int8", "embeddings:fp32"} <= set(guard["sensitivity"])
+    assert not [n for n in guard["excluded_nodes"] if n.endswith("_embeddings/Gather")]
+    assert guard["steps"][0]["embedding_tables"] == "int8"
+    assert info["embedding_tables"]["embeddings"] == "int8" and info["embedding_tables"]["asked"] == "int4"
+    assert _gather_bits(tmp_path / "q") == [8, 8, 8]  # word, position, token type: all 8-bit blocks now
+    bench = _bench({"m-fp32": {}, "m-int8-ok": {"accuracy_guard": guard}})
+    from edgecompress.report.stage import checks_section
+
+    assert "embedding tables: int4 blocks -> int8 blocks" in "\n".join(checks_section(bench))
+
+
+def test_block_tables_go_to_float_when_int8_is_not_enough(outlier_columns, tmp_path, monkeypatch):
+    """Past 8-bit blocks the last rung is float: plain Gathers of the fp32 tables, recorded as fp32."""
+    import edgecompress.quantize.nbits as nbits
+
+    real = nbits.quantize_table
+
+    def ruinous(weight, bits, group_size, symmetric):  # every block-quantized table is garbage
+        table = real(weight, bits, group_size, symmetric)
+        table.scales[:] = 50.0
+        return table
+
+    monkeypatch.setattr(nbits, "quantize_table", ruinous)
+    data, root = outlier_columns
+    cfg = Int8DynamicConfig(
+        embeddings="int4", embedding_group_size=16, max_accuracy_drop=2.0, max_fallback_steps=2
+    )
+    info = quantize(cfg, root / "fp32", tmp_path / "q", QuantContext(data, 16, 0, tmp_path / "scratch"))
+    guard = info["accuracy_guard"]
+    assert [s["embedding_tables"] for s in guard["steps"]] == ["int8", "fp32"] and guard["within_tolerance"]
+    assert guard["embedding_tables"]["chosen"] == "fp32" == info["embedding_tables"]["embeddings"]
+    assert info["embedding_tables"]["tables"] == {} and _gather_bits(tmp_path / "q") == []

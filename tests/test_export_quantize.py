@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import export_model, make_tiny_bert, train_on_labels
+from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from edgecompress.cli import app
@@ -173,3 +174,27 @@ def test_predict_errors(tmp_path):
         predict(tmp_path, ["x"])
     result = runner.invoke(app, ["predict", str(tmp_path), "x"])
     assert result.exit_code == 2 and result.output.startswith("error: ")
+
+
+@pytest.mark.parametrize(
+    ("preset", "asked", "seven_bit"),
+    [("avx2", None, True), ("avx512", None, True), ("avx512_vnni", None, False), ("arm64", True, True)],
+)
+def test_int8_weights_are_7_bit_where_the_kernels_saturate(exported, tmp_path, preset, asked, seven_bit):
+    """ONNX Runtime's u8s8 kernels without VNNI (avx2, avx512) saturate 16-bit pair sums: 7-bit weights by
+    default there (reduce_range), 8-bit elsewhere, and what the recipe says when it says it."""
+    data, root, _ = exported
+    cfg = Int8DynamicConfig(preset=preset, reduce_range=asked)
+    info = quantize(cfg, root / "fp32", tmp_path / "q", QuantContext(data, 16, 0, tmp_path / "scratch"))
+    assert info["reduce_range"] is seven_bit
+    graph = onnx.load(str(tmp_path / "q" / "model.onnx")).graph
+    inits = {t.name: numpy_helper.to_array(t).astype(np.int32) for t in graph.initializer}
+    # the linear layers' integer weights less their zero points (the embedding tables are gathered, not multiplied)
+    levels = [
+        np.abs(values - inits[name.removesuffix("_quantized") + "_zero_point"])
+        for name, values in inits.items()
+        if name.endswith("_quantized") and values.ndim == 2 and "embeddings" not in name
+    ]
+    assert levels
+    largest = max(int(v.max()) for v in levels)
+    assert (largest <= 64) if seven_bit else (largest > 64)

@@ -262,7 +262,8 @@ def test_ffn_widths_in_whole_groups():
 
 
 def test_pareto_front_and_the_plot(tmp_path):
-    from edgecompress.report.plots import accuracy_vs_latency, pareto_front
+    from edgecompress.pareto import pareto_front
+    from edgecompress.report.plots import accuracy_vs_latency
 
     rows = [
         {"variant": "teacher", "latency_ms_p50": 16.0, "accuracy": 0.83, "size_mb": 91},

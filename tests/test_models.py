@@ -78,7 +78,8 @@ def test_head_label_order_rules():
 
     cfg = BertConfig(num_labels=2, architectures=["BertForSequenceClassification"])
     cfg.id2label = {0: "LABEL_0", 1: "LABEL_1"}
-    assert head_label_order(cfg, LABELS) == [0, 1]
+    assert head_label_order(cfg, LABELS) is None  # placeholder names: not a head for our labels
+    assert head_label_order(cfg, LABELS, ["negative", "positive"]) == [0, 1]  # unless the recipe names them
     cfg.id2label = {0: "POSITIVE", 1: "NEGATIVE"}
     assert head_label_order(cfg, LABELS) == [1, 0]
     cfg.id2label = {0: "spam", 1: "ham"}

@@ -81,6 +81,7 @@ def tiny_onnx(tmp_path_factory):
         AutoTokenizer.from_pretrained(root / "pt"),
         root / "fp32",
         opset=17,
+        max_length=16,
     )
     quantize(Int8DynamicConfig(), root / "fp32", root / "int8", None)
     return root
@@ -131,6 +132,10 @@ def test_peak_models_compute_the_product():
     for precision in ("fp32", "int8"):
         model = R.matmul_model(precision, 4, 8, 3)
         a = R.peak_input(precision, 4, 8)
+        if precision == "int8":
+            # below 128, no pair of uint8 x int8 products overflows int16: ONNX Runtime's AVX2 kernel
+            # (vpmaddubsw) saturates there, so only such inputs have one exact product on every x86 CPU
+            a = a // 2
         (y,) = ort_session(model.SerializeToString(), threads=1).run(None, {"A": a})
         b = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "B"))
         if precision == "fp32":

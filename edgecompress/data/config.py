@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from edgecompress.config_base import StageConfig
+from edgecompress.config_limits import MAX_COUNT, MAX_TOKENS, SEED_MAX
 
 DataSource = Literal["embedded", "csv", "tsv", "jsonl", "folder", "hub"]
 
@@ -37,6 +38,8 @@ class DataConfig(StageConfig):
     )
     split_seed: int | None = Field(
         None,
+        ge=0,
+        le=SEED_MAX,
         description="Seed of the split (and of max_*_samples); default the recipe's seed. Pin it to vary "
         "training seeds over the same test split.",
     )
@@ -52,20 +55,26 @@ class DataConfig(StageConfig):
         "odd legacy file in a folder corpus); the data stage records which files it re-decoded. null: such a "
         "file is an error naming it and the byte.",
     )
-    max_length: int = Field(64, ge=8, le=4096, description="Tokens per example after truncation.")
-    max_train_samples: int | None = Field(None, ge=1, description="Keep only this many training examples.")
+    max_length: int = Field(64, ge=8, le=MAX_TOKENS, description="Tokens per example after truncation.")
+    max_train_samples: int | None = Field(
+        None, ge=1, le=MAX_COUNT, description="Keep only this many training examples."
+    )
     max_eval_samples: int | None = Field(
-        None, ge=1, description="Keep only this many validation and test examples each."
+        None, ge=1, le=MAX_COUNT, description="Keep only this many validation and test examples each."
     )
 
     @field_validator("encoding", "fallback_encoding")
     @classmethod
-    def _known_encoding(cls, name: str | None) -> str | None:
+    def _known_text_encoding(cls, name: str | None) -> str | None:
+        """A codec that decodes bytes to text: rot13 and base64 are codecs too, but not text encodings, and
+        would fail only when the data stage reads the first file."""
         if name is not None:
             try:
-                codecs.lookup(name)
+                codec = codecs.lookup(name)
             except LookupError:
                 raise ValueError(f"unknown encoding '{name}' (e.g. utf-8, latin-1, cp1252, utf-16)") from None
+            if not codec._is_text_encoding:
+                raise ValueError(f"'{name}' is not a text encoding (e.g. utf-8, latin-1, cp1252, utf-16)")
         return name
 
     @model_validator(mode="after")

@@ -17,6 +17,14 @@ class Example:
     group: str | None = None
 
 
+def pair_texts(examples) -> list[str] | None:
+    """The second texts of a pair task (``""`` where an example has none), or None when no example has one:
+    the one rule for "is this a text-pair task" used by training, evaluation and calibration alike."""
+    if not any(ex.text_pair is not None for ex in examples):
+        return None
+    return [ex.text_pair or "" for ex in examples]
+
+
 def sort_labels(labels: set[str]) -> list[str]:
     """Stable label ids: numeric labels in numeric order, otherwise sorted names."""
     if all(lbl.lstrip("-").isdigit() for lbl in labels):
@@ -35,10 +43,6 @@ class PreparedData:
     def label2id(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.labels)}
 
-    @property
-    def id2label(self) -> dict[int, str]:
-        return dict(enumerate(self.labels))
-
     def label_ids(self, split: str) -> list[int]:
         ids = self.label2id
         return [ids[ex.label] for ex in self.splits[split]]
@@ -46,12 +50,7 @@ class PreparedData:
     def texts(self, split: str, limit: int | None = None) -> tuple[list[str], list[str] | None]:
         """Texts of a split and their pair texts (None for single-text tasks), in split order."""
         examples = self.splits[split][:limit]
-        pairs = (
-            [ex.text_pair or "" for ex in examples]
-            if any(ex.text_pair is not None for ex in examples)
-            else None
-        )
-        return [ex.text for ex in examples], pairs
+        return [ex.text for ex in examples], pair_texts(examples)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from edgecompress.data.examples import SPLITS, Example, PreparedData, sort_label
 from edgecompress.data.sources import SOURCES, TextDecoder
 from edgecompress.errors import DataError
 
-STAGE_VERSION = 2
+STAGE_VERSION = 3  # 3: hidden files skipped, TSV read without quoting, missing labels refused
 
 
 def text_key(text: str, pair: str | None = None) -> tuple[str, str | None]:
@@ -42,6 +42,7 @@ class Cleaning:
         default_factory=dict
     )  # split -> rows dropped, also in a later split
     redecoded_files: list[str] = field(default_factory=list)
+    hidden_skipped: list[str] = field(default_factory=list)  # hidden files and folders of a folder source
 
     def warnings(self) -> list[str]:
         out = []
@@ -64,6 +65,7 @@ class Cleaning:
     def record(self) -> dict:
         out = asdict(self)
         out["redecoded_files"] = {"count": len(self.redecoded_files), "files": self.redecoded_files[:20]}
+        out["hidden_skipped"] = {"count": len(self.hidden_skipped), "files": self.hidden_skipped[:20]}
         return out
 
 
@@ -151,7 +153,7 @@ def prepare_with_cleaning(cfg: DataConfig, seed: int) -> tuple[PreparedData, Cle
     """``prepare``, and what it dropped on the way."""
     decoder = TextDecoder(cfg.encoding, cfg.fallback_encoding)
     raw = SOURCES.get(cfg.source)(cfg, decoder)
-    cleaning = Cleaning(redecoded_files=decoder.redecoded)
+    cleaning = Cleaning(redecoded_files=decoder.redecoded, hidden_skipped=decoder.hidden_skipped)
     if "all" in raw:
         pool = _clean(raw["all"], cleaning)
         rest, test = _carve(pool, cfg.test_fraction, seed)

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from edgecompress.config_base import StageConfig
+from edgecompress.config_limits import (
+    MAX_FACTOR,
+    MAX_LAYERS,
+    MAX_MEMORY_MB,
+    MAX_REPEATS,
+    MAX_TOKENS,
+    MAX_WIDTH,
+)
 from edgecompress.training.config import TrainingConfig
 
 
 class LstmConfig(StageConfig):
     """The BiLSTM student's encoder."""
 
-    hidden_size: int = Field(256, ge=8, description="Units per direction.")
+    hidden_size: int = Field(256, ge=8, le=MAX_WIDTH, description="Units per direction.")
     num_layers: int = Field(1, ge=1, le=4, description="Stacked BiLSTM layers.")
     pooling: Literal["max", "mean"] = Field(
         "max", description="Sentence vector: max or mean over real tokens."
@@ -23,10 +31,10 @@ class LstmConfig(StageConfig):
 class CnnConfig(StageConfig):
     """The TextCNN student's encoder: one convolution per kernel width, max-over-time pooling."""
 
-    kernel_sizes: list[int] = Field(
+    kernel_sizes: list[Annotated[int, Field(ge=1, le=MAX_TOKENS)]] = Field(
         [2, 3, 4], min_length=1, description="Widths (tokens) of the convolutions."
     )
-    filters: int = Field(128, ge=1, description="Filters per kernel width.")
+    filters: int = Field(128, ge=1, le=MAX_WIDTH, description="Filters per kernel width.")
 
 
 TRANSFORMER_FIELDS = (
@@ -53,15 +61,15 @@ class StudentConfig(StageConfig):
     model: str | None = Field(
         None, description="Use this model (local folder or hub id) instead of building one."
     )
-    num_layers: int = Field(3, ge=1, description="Transformer layers of the built student.")
-    init_layers: list[int] | None = Field(
+    num_layers: int = Field(3, ge=1, le=MAX_LAYERS, description="Transformer layers of the built student.")
+    init_layers: list[Annotated[int, Field(ge=0, lt=MAX_LAYERS)]] | None = Field(
         None, description="Teacher layers (0-based) copied into the student; default spread evenly."
     )
     hidden_size: int | None = Field(
-        None, ge=8, description="Other width: the student is randomly initialised."
+        None, ge=8, le=MAX_WIDTH, description="Other width: the student is randomly initialised."
     )
-    num_attention_heads: int | None = Field(None, ge=1)
-    intermediate_size: int | None = Field(None, ge=8)
+    num_attention_heads: int | None = Field(None, ge=1, le=MAX_WIDTH)
+    intermediate_size: int | None = Field(None, ge=8, le=MAX_WIDTH)
     width_init: Literal["random", "teacher"] = Field(
         "random",
         description="A student of another width: random initialisation, or from the teacher through the "
@@ -72,6 +80,7 @@ class StudentConfig(StageConfig):
     embedding_dim: int | None = Field(
         None,
         ge=8,
+        le=MAX_WIDTH,
         description="bilstm / textcnn: width of the word-piece embeddings, from the teacher's table through its "
         "leading principal directions when narrower; default the teacher's hidden size.",
     )
@@ -113,8 +122,6 @@ class StudentConfig(StageConfig):
                 raise ValueError(
                     f"init_layers has {len(self.init_layers)} entries but num_layers is {self.num_layers}"
                 )
-            if any(i < 0 for i in self.init_layers):
-                raise ValueError("init_layers are 0-based teacher layer indices (>= 0)")
         if self.hidden_size and self.num_attention_heads and self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
@@ -131,18 +138,23 @@ class StudentConfig(StageConfig):
 class LossWeights(StageConfig):
     """Weights of the four loss terms; a zero weight switches the term (and its teacher outputs) off."""
 
-    ce: float = Field(1.0, ge=0, description="Cross-entropy on the hard labels.")
+    ce: float = Field(1.0, ge=0, le=MAX_FACTOR, description="Cross-entropy on the hard labels.")
     kd: float = Field(
         1.0,
         ge=0,
+        le=MAX_FACTOR,
         description="Soft targets: T^2 * KL(teacher || student) at temperature T, or MSE on logits.",
     )
     attention: float = Field(
-        1.0, ge=0, description="Attention-map transfer over the layer mapping (transformer students)."
+        1.0,
+        ge=0,
+        le=MAX_FACTOR,
+        description="Attention-map transfer over the layer mapping (transformer students).",
     )
     hidden: float = Field(
         1.0,
         ge=0,
+        le=MAX_FACTOR,
         description="Hidden states over the layer mapping (transformer students), or the sentence vector against "
         "the teacher's last [CLS] state (bilstm / textcnn), through a learned projection when widths differ.",
     )
@@ -162,19 +174,23 @@ class AugmentationConfig(StageConfig):
     """The transfer set enlarged with perturbed copies of the training texts (Tang et al. 2019), labelled by
     the teacher only (no hard labels). Part-of-speech-guided replacement is left out: no tagger ships offline."""
 
-    copies: int = Field(10, ge=1, description="Augmented copies of each training example.")
+    copies: int = Field(10, ge=1, le=MAX_REPEATS, description="Augmented copies of each training example.")
     mask_prob: float = Field(0.1, ge=0, le=1, description="Each word becomes [MASK] with this probability.")
     ngram_prob: float = Field(
         0.25, ge=0, le=1, description="With this probability a copy keeps only a random n-gram of the text."
     )
-    ngram_max: int = Field(5, ge=1, description="Longest n-gram kept (n is drawn from 1..ngram_max).")
+    ngram_max: int = Field(
+        5, ge=1, le=MAX_TOKENS, description="Longest n-gram kept (n is drawn from 1..ngram_max)."
+    )
 
 
 class DistillConfig(StageConfig):
     """Loss = ce*CE + kd*(T^2*KL or MSE on logits) + attention*AT + hidden*(MSE or 1-cosine)(proj(h_s), h_t)."""
 
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    temperature: float = Field(2.0, gt=0, description="Softmax temperature T of the soft targets.")
+    temperature: float = Field(
+        2.0, gt=0, le=MAX_FACTOR, description="Softmax temperature T of the soft targets."
+    )
     weights: LossWeights = Field(default_factory=LossWeights)
     kd_loss: Literal["kl", "mse"] = Field(
         "kl", description="kl: T^2 * KL at temperature T (Hinton et al.); mse: squared error between logits."
@@ -189,6 +205,7 @@ class DistillConfig(StageConfig):
     teacher_memory_mb: int = Field(
         4096,
         ge=0,
+        le=MAX_MEMORY_MB,
         description="Keep the frozen teacher's outputs (the logits and the layers the losses use) per example "
         "after its first pass, so later epochs and recovery rounds skip its forward; 0: read them every step.",
     )
@@ -197,7 +214,7 @@ class DistillConfig(StageConfig):
         description="kl: KL(teacher row || student row) per query row; mse: squared error summed over keys, "
         "averaged over query rows.",
     )
-    layer_mapping: list[int] | None = Field(
+    layer_mapping: list[Annotated[int, Field(ge=0, lt=MAX_LAYERS)]] | None = Field(
         None, description="Teacher layer (0-based) matched by each student layer; default spread evenly."
     )
     head_mismatch: Literal["average", "refuse"] = Field(

@@ -13,7 +13,7 @@ from edgecompress.context import StageContext
 from edgecompress.distill.augment import UNLABELLED, augmented_examples
 from edgecompress.distill.config import DistillConfig, StudentStageConfig
 from edgecompress.distill.losses import DistillationLoss
-from edgecompress.distill.memory import TeacherMemory
+from edgecompress.distill.memory import TeacherMemory, input_keys
 from edgecompress.errors import RecipeError
 from edgecompress.modeling.classic import ClassicClassifier, build_classic
 from edgecompress.modeling.layers import heads_per_layer
@@ -22,7 +22,7 @@ from edgecompress.modeling.student import build_student, evenly_spread
 from edgecompress.training.batching import EncodedSplit, PairedSplit, make_loader, token_id_map
 from edgecompress.training.loop import TrainingRecord, fit, training_record
 
-STAGE_VERSION = 4
+STAGE_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def transfer_set(cfg: DistillConfig, data, tokenizer, seed: int) -> tuple[list, 
 
 @torch.no_grad()
 def teacher_outputs(teacher, split: EncodedSplit, accelerator, with_cls: bool, batch_size: int = 128) -> dict:
-    """The teacher's logits (and last [CLS] state) for every example of ``split``, at the training precision."""
+    """The teacher's logits (and last [CLS] state) for every example of ``split``, computed at the training precision (autocast); the logits are kept in fp32, the [CLS] states in fp16 (half the memory; they are a regression target)."""
     logits, cls = None, None
     for index, batch in split.batches_in_order(batch_size):
         batch = {k: v.to(accelerator.device) for k, v in batch.items() if k != "labels"}
@@ -190,7 +190,6 @@ def distill(
         memory = pair.teacher_memory
         if memory is None or not memory.covers(*layers):
             memory = TeacherMemory(cfg.teacher_memory_mb, *layers)
-        (train_split.student if isinstance(train_split, PairedSplit) else train_split).with_index = True
     if cfg.augmentation is not None and cache_dir is not None and accelerator.is_main_process:
         with open(cache_dir / "transfer_set.jsonl", "w") as fh:
             for ex in examples[len(data.splits["train"]) :]:
@@ -206,19 +205,17 @@ def distill(
         labels = batch.pop("labels")
         teacher_inputs, aligned = batch.pop("teacher_inputs", batch), batch.pop("aligned", None)
         teacher_out = None
-        index = batch.pop("index", None)
         if cached:
             teacher_out = CachedTeacher(batch.pop("teacher_logits"), batch.pop("teacher_cls", None))
         elif use_teacher:
             width, n_layers = teacher_inputs["input_ids"].shape[1], teacher.config.num_hidden_layers
-            teacher_out = memory.recall(index, width, n_layers) if memory is not None else None
-            if (
-                teacher_out is None
-            ):  # at the training precision (the student's forward is autocast by Accelerate)
+            keys = input_keys(teacher_inputs) if memory is not None else None
+            teacher_out = memory.recall(keys, width, n_layers) if memory is not None else None
+            if teacher_out is None:  # at the training precision (the student's forward is autocast)
                 with torch.no_grad(), accelerator.autocast():
                     teacher_out = teacher(**teacher_inputs, **want)
                 if memory is not None:
-                    memory.keep(index, teacher_out, teacher_inputs["attention_mask"])
+                    memory.keep(keys, teacher_out, teacher_inputs["attention_mask"])
         student_out = model(**batch, **want)
         module = extras[0] if extras else loss_module
         return module(student_out, teacher_out, labels, batch["attention_mask"], aligned)
@@ -253,8 +250,11 @@ def distill(
     return record
 
 
-def _same_vocab(a, b) -> bool:
-    return a.get_vocab() == b.get_vocab()
+def teacher_tokenizer_for(student_tokenizer, teacher_tokenizer):
+    """The teacher's tokenizer when its vocabulary differs from the student's (a ``student.model`` of its own,
+    or a trimmed vocabulary), so that the teacher reads its own token ids (see PairedSplit); None when both
+    read the same ids."""
+    return None if student_tokenizer.get_vocab() == teacher_tokenizer.get_vocab() else teacher_tokenizer
 
 
 def run(cfg: StudentStageConfig, inputs: DistillInputs, ctx: StageContext, out_dir: Path) -> DistillRecord:
@@ -274,8 +274,7 @@ def run(cfg: StudentStageConfig, inputs: DistillInputs, ctx: StageContext, out_d
     pair = DistillPair(student, teacher, tokenizer)
     if cfg.student.model is not None:
         own = load_tokenizer(resolve(cfg.student.model, "student.model"))
-        if not _same_vocab(own, tokenizer):  # the teacher reads its own tokens; see PairedSplit
-            pair = DistillPair(student, teacher, own, teacher_tokenizer=tokenizer)
+        pair = DistillPair(student, teacher, own, teacher_tokenizer=teacher_tokenizer_for(own, tokenizer))
     record: DistillRecord = {"student": built, **distill(cfg.distill, pair, ctx, cache_dir=out_dir)}
     if ctx.accelerator.is_main_process:
         student = ctx.accelerator.unwrap_model(student).to("cpu")

@@ -62,6 +62,25 @@ def onnx_size_mb(folder: Path) -> float:
     return total / 1e6
 
 
+_NOT_COMPANIONS = {MANIFEST, "stage.json", "ort_config.json"}  # bookkeeping, and Optimum's own record
+
+
+def copy_companions(source: Path, target: Path) -> list[str]:
+    """Copy a variant folder's companion files (tokenizer, config.json: all but the model and bookkeeping)
+    into a folder derived from it, leaving files the deriving tool already wrote there; returns what it
+    copied. The one rule for every quantizer and the .ort conversion."""
+    import shutil
+
+    copied = []
+    for path in sorted(source.iterdir()):
+        if not path.is_file() or path.suffix in (".onnx", ".ort", ".data") or path.name in _NOT_COMPANIONS:
+            continue
+        if not (target / path.name).exists():
+            shutil.copy2(path, target / path.name)
+            copied.append(path.name)
+    return copied
+
+
 def write_manifest(folder: Path, variant: str, recipe: dict, info: dict) -> dict:
     manifest = {
         "format": "edgecompress-artifact/1",

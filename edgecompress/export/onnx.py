@@ -10,14 +10,24 @@ import numpy as np
 import torch
 
 from edgecompress.errors import StageError
+from edgecompress.export.clip import clip_file, truncating_tokenizer
 
 
-def export(model, tokenizer, out_dir: Path, opset: int) -> Path:
+def export(model, tokenizer, out_dir: Path, opset: int, max_length: int) -> Path:
     """``out_dir/model.onnx`` with dynamic batch and sequence axes, plus config and tokenizer files.
 
     Exports the loaded model (Optimum's ``onnx_export_from_model``), so pruned models with unequal layer
-    widths export the same way as plain ones; BiLSTM / TextCNN students go through torch's exporter.
+    widths export the same way as plain ones; BiLSTM / TextCNN students go through torch's exporter. The
+    graph truncates its inputs to ``max_length`` tokens itself (export/clip.py), so it takes any length, and
+    the tokenizer is saved truncating at ``max_length``.
     """
+    onnx_path = _export_graph(model, tokenizer, out_dir, opset)
+    clip_file(onnx_path, max_length)
+    truncating_tokenizer(tokenizer, max_length).save_pretrained(out_dir)
+    return onnx_path
+
+
+def _export_graph(model, tokenizer, out_dir: Path, opset: int) -> Path:
     from optimum.exporters.onnx import onnx_export_from_model
 
     from edgecompress.modeling.classic import ClassicClassifier
@@ -34,7 +44,6 @@ def export(model, tokenizer, out_dir: Path, opset: int) -> Path:
             do_validation=False,
             preprocessors=[tokenizer],
         )
-    tokenizer.save_pretrained(out_dir)
     model.config.save_pretrained(out_dir)
     onnx_path = out_dir / "model.onnx"
     if not onnx_path.is_file():
@@ -44,7 +53,7 @@ def export(model, tokenizer, out_dir: Path, opset: int) -> Path:
 
 def export_classic(model, tokenizer, out_dir: Path, opset: int) -> Path:
     """A BiLSTM / TextCNN student as ``model.onnx`` (inputs input_ids and attention_mask, output logits; dynamic
-    batch and sequence axes), with its config and tokenizer beside it."""
+    batch and sequence axes), with its config beside it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     sample = tokenizer(["a first example text", "a second"], padding=True, return_tensors="pt")
@@ -79,7 +88,6 @@ def export_classic(model, tokenizer, out_dir: Path, opset: int) -> Path:
             )
     finally:
         model.convs_as_matmul = False
-    tokenizer.save_pretrained(out_dir)
     model.config.save_pretrained(out_dir)
     return onnx_path
 
@@ -166,18 +174,43 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> dict:
     }
 
 
+def long_input_logits(
+    session, tokenizer, texts: list[str], max_length: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Logits of a batch (a text made longer than ``max_length`` tokens, and a short one) as a client that
+    does not truncate gives it, and as the tokenizer truncates it (the same when the graph clips its inputs);
+    and the untruncated width."""
+    batch = [" ".join([texts[0]] * (2 * max_length)), texts[-1]]
+    untruncated = tokenizer(batch, padding=True, truncation=False, return_tensors="np")
+    truncated = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    logits = [session.run(None, ort_feed(session, dict(enc)))[0] for enc in (untruncated, truncated)]
+    return logits[0], logits[1], int(untruncated["input_ids"].shape[1])
+
+
 def check_parity(
     model, tokenizer, onnx_path: Path, texts: list[str], max_length: int, atol: float, pairs=None
 ) -> dict:
-    """Max |logit difference| and argmax agreement, PyTorch vs ONNX Runtime; a StageError beyond ``atol``."""
+    """Max |logit difference| and argmax agreement, PyTorch vs ONNX Runtime, and the same input untruncated vs
+    truncated (the graph's own truncation); a StageError beyond ``atol``."""
+    session = ort_session(onnx_path)
     reference = torch_logits(model, tokenizer, texts, max_length, pairs=pairs)
-    candidate = ort_logits(ort_session(onnx_path), tokenizer, texts, max_length, pairs=pairs)
+    candidate = ort_logits(session, tokenizer, texts, max_length, pairs=pairs)
     parity = compare_logits(reference, candidate)
     parity["atol"] = atol
+    where = f"export {onnx_path.parent.name}"
     if parity["max_abs_logit_diff"] > atol:
         raise StageError(
             f"ONNX logits differ from PyTorch by {parity['max_abs_logit_diff']:.2e} (> parity_atol {atol:g}) "
             f"on {parity['samples']} validation samples; argmax agreement {parity['argmax_agreement']:.4f}",
-            where=f"export {onnx_path.parent.name}",
+            where=where,
+        )
+    untruncated, truncated, tokens = long_input_logits(session, tokenizer, texts, max_length)
+    diff = float(np.max(np.abs(untruncated - truncated)))
+    parity["long_input"] = {"tokens": tokens, "max_abs_logit_diff_vs_truncated": diff}
+    if diff > atol:
+        raise StageError(
+            f"a {tokens}-token input gives logits {diff:.2e} away from the same input truncated to "
+            f"{max_length} tokens (> parity_atol {atol:g}): the graph's input clip is wrong",
+            where=where,
         )
     return parity

@@ -12,7 +12,9 @@ from edgecompress.export.onnx import check_parity, export
 from edgecompress.modeling.layers import count_parameters
 from edgecompress.modeling.loading import load_saved_classifier
 
-STAGE_VERSION = 2  # 2: TextCNN convolutions exported as MatMul
+STAGE_VERSION = (
+    3  # 2: TextCNN convolutions exported as MatMul; 3: inputs clipped in the graph, tokenizer truncates
+)
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ def run(cfg: ExportConfig, inputs: ExportInputs, ctx: StageContext, out_dir: Pat
 
     model = load_saved_classifier(inputs.model_dir)
     tokenizer = AutoTokenizer.from_pretrained(inputs.model_dir)
-    onnx_path = export(model, tokenizer, out_dir, cfg.opset)
+    onnx_path = export(model, tokenizer, out_dir, cfg.opset, ctx.max_length)
     texts, pairs = ctx.data.texts("validation", cfg.parity_samples)
     parity = check_parity(model, tokenizer, onnx_path, texts, ctx.max_length, cfg.parity_atol, pairs)
     info: ArtifactInfo = {

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from edgecompress.config_base import StageConfig
+from edgecompress.config_limits import MAX_COUNT
 
 
 class MobileConfig(StageConfig):
@@ -26,5 +27,8 @@ class MobileConfig(StageConfig):
         "x86-only layout ones.",
     )
     check_samples: int = Field(
-        64, ge=1, description="Validation examples run through the .ort file and compared with the .onnx one."
+        64,
+        ge=1,
+        le=MAX_COUNT,
+        description="Validation examples run through the .ort file and compared with the .onnx one.",
     )

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import numpy as np
 
 from edgecompress.context import StageContext
 from edgecompress.errors import StageError
-from edgecompress.export.artifact import MANIFEST
+from edgecompress.export.artifact import copy_companions
 from edgecompress.mobile.config import MobileConfig
 
 STAGE_VERSION = 2  # 2: loads_and_runs is checked in a fresh process (run_check), vs_onnx from that run
@@ -180,9 +179,7 @@ def run(cfg: MobileConfig, inputs: MobileInputs, ctx: StageContext, out_dir: Pat
     variant_dir, max_length = inputs.variant_dir, ctx.max_length
     onnx_path = variant_dir / "model.onnx"
     ort_path = convert_to_ort(onnx_path, out_dir, cfg)
-    for path in variant_dir.iterdir():  # tokenizer and config: the folder is deployable as it is
-        if path.is_file() and path.suffix != ".onnx" and path.name not in (MANIFEST, "stage.json"):
-            shutil.copy2(path, out_dir / path.name)
+    copy_companions(variant_dir, out_dir)  # tokenizer and config: the folder is deployable as it is
     tokenizer = AutoTokenizer.from_pretrained(variant_dir)
     texts, pairs = ctx.data.texts("validation", cfg.check_samples)
     session = ort_session(onnx_path)  # the .onnx file declares the inputs both files take

@@ -179,14 +179,6 @@ class ClassicClassifier(nn.Module):
             {k: v.contiguous() for k, v in self.state_dict().items()}, str(Path(folder) / "model.safetensors")
         )
 
-    @classmethod
-    def from_folder(cls, folder: Path) -> ClassicClassifier:
-        from safetensors.torch import load_file
-
-        model = cls(ClassicConfig.from_folder(folder))
-        model.load_state_dict(load_file(str(Path(folder) / "model.safetensors")))
-        return model.eval()
-
 
 @torch.no_grad()
 def teacher_embedding_table(teacher: nn.Module, width: int) -> torch.Tensor:

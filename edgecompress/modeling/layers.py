@@ -1,5 +1,6 @@
 """The BERT layer layout, in one place: where the layers are, the parts pruning slices, heads and
-feed-forward widths per layer (from a model or from its config alone).
+feed-forward widths per layer (from a model or from its config alone), and the weight magnitude of each head
+and unit (which pruning and the narrow student's initialisation both rank by).
 
 Everything that reads ``config.pruned_heads`` or ``config.edgecompress_ffn_sizes`` goes through here, so
 loading, building, distilling and pruning agree on what a layer holds.
@@ -7,8 +8,10 @@ loading, building, distilling and pruning agree on what a layer holds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -138,3 +141,23 @@ def resize_ffn(model: nn.Module, sizes: list[int]) -> None:
 
 def count_parameters(model: torch.nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
+
+
+def magnitude_importance(model) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """L2 norm of each head's query/key/value rows and output columns; of each unit's in/out weights."""
+    heads, units = [], []
+    for p in layer_parts(model):
+        d, sa = p.head_size, p.self_attention
+        w = [sa.query.weight.detach(), sa.key.weight.detach(), sa.value.weight.detach()]
+        per_head = []
+        for h in range(p.num_heads):
+            rows = slice(h * d, (h + 1) * d)
+            sq = sum(float((m[rows] ** 2).sum()) for m in w) + float(
+                (p.attention_output.weight.detach()[:, rows] ** 2).sum()
+            )
+            per_head.append(math.sqrt(sq))
+        heads.append(np.array(per_head))
+        w_in = p.intermediate_dense.weight.detach()
+        w_out = p.ffn_output.weight.detach()
+        units.append((w_in.norm(dim=1) * w_out.norm(dim=0)).cpu().numpy())
+    return heads, units

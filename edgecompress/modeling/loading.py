@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from edgecompress.errors import ModelError
+from edgecompress.errors import ModelError, RecipeError
 from edgecompress.modeling.embeddings import EMBEDDING_RANK, restore_factorized
 from edgecompress.modeling.layers import FFN_SIZES, ffn_widths, resize_ffn
 
@@ -87,26 +87,67 @@ def load_config(src: ModelSource):
         raise _load_error(src, exc) from None
 
 
+TOKENIZER_PROBE = ("edgecompress reads 12 words", "and a second text ✓")
+
+
 def load_tokenizer(src: ModelSource):
+    """The model's tokenizer, tried on a text pair: a broken one (e.g. a ``vocab.txt`` that links to some other
+    file, so ``[UNK]`` is missing) loads without complaint and fails only on the first batch of training. Any
+    failure is one ModelError naming the folder and the recipe field (the tokenizers library raises a bare
+    Exception)."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(src.location, **_kwargs(src))
-    except (OSError, ValueError, KeyError) as exc:
-        raise _load_error(src, exc) from None
+        tokenizer = AutoTokenizer.from_pretrained(src.location, **_kwargs(src))
+        tokenizer(*TOKENIZER_PROBE)
+    except Exception as exc:  # whatever a broken tokenizer raises
+        if not src.is_local:
+            raise _load_error(src, exc) from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(
+            f"the tokenizer in '{src.location}' cannot be loaded or used: {first}", where=src.field
+        ) from None
+    return tokenizer
 
 
-def head_label_order(config, labels: list[str]) -> list[int] | None:
-    """If the checkpoint already classifies into ``labels``, the checkpoint's row for each of our labels."""
-    archs = config.architectures or []
-    if not any(a.endswith("ForSequenceClassification") for a in archs) or config.num_labels != len(labels):
+def has_classification_head(config) -> bool:
+    return any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+
+
+def placeholder_head_names(config) -> bool:
+    """True when the checkpoint's head names its rows only LABEL_0, LABEL_1, ... (transformers' defaults): the
+    names say nothing about which label a row is, so the rows cannot be matched to the data's labels."""
+    return has_classification_head(config) and all(
+        str(config.id2label[i]).upper() == f"LABEL_{i}" for i in range(config.num_labels)
+    )
+
+
+def head_label_order(config, labels: list[str], head_labels: list[str] | None = None) -> list[int] | None:
+    """If the checkpoint already classifies into ``labels``, the checkpoint's row for each of our labels.
+
+    A row is known by its name in the checkpoint's config, or by ``head_labels`` (the recipe's names, in row
+    order), compared without case. Placeholder names (LABEL_0, ...) never match: a head in the wrong order
+    would pass every check and predict the opposite labels.
+    """
+    where = "teacher.head_labels"
+    if not has_classification_head(config):
+        if head_labels is not None:
+            raise RecipeError(
+                "the checkpoint has no classification head whose rows it could name", where=where
+            )
         return None
-    names = [str(config.id2label[i]) for i in range(config.num_labels)]
-    lowered = {n.lower(): i for i, n in enumerate(names)}
-    if set(lowered) == {lbl.lower() for lbl in labels}:
-        return [lowered[lbl.lower()] for lbl in labels]
-    if all(n.upper() == f"LABEL_{i}" for i, n in enumerate(names)):
-        return list(range(len(labels)))  # generic names: trust the id order
+    if head_labels is not None and len(head_labels) != config.num_labels:
+        raise RecipeError(
+            f"{len(head_labels)} names, but the checkpoint's head has {config.num_labels} rows", where=where
+        )
+    names = head_labels or [str(config.id2label[i]) for i in range(config.num_labels)]
+    rows = {n.lower(): i for i, n in enumerate(names)}
+    if len(names) == len(labels) and set(rows) == {lbl.lower() for lbl in labels}:
+        return [rows[lbl.lower()] for lbl in labels]
+    if head_labels is not None:
+        raise RecipeError(
+            f"names {', '.join(head_labels)}, but the data's labels are {', '.join(labels)}", where=where
+        )
     return None
 
 
@@ -120,12 +161,15 @@ def _classifier_layer(model, num_labels: int) -> torch.nn.Linear:
     return last
 
 
-def load_classifier(src: ModelSource, labels: list[str], eager_attention: bool = True):
-    """A sequence classifier for ``labels`` and whether its existing head was kept (True) or is new (False)."""
+def load_classifier(
+    src: ModelSource, labels: list[str], eager_attention: bool = True, head_labels: list[str] | None = None
+):
+    """A sequence classifier for ``labels`` and whether its existing head was kept (True) or is new (False);
+    ``head_labels`` names the checkpoint's head rows when its config does not (see head_label_order)."""
     from transformers import AutoModelForSequenceClassification
 
     config = load_config(src)
-    order = head_label_order(config, labels)
+    order = head_label_order(config, labels, head_labels)
     kw = _kwargs(src)
     if eager_attention:
         kw["attn_implementation"] = "eager"
@@ -150,31 +194,67 @@ def load_classifier(src: ModelSource, labels: list[str], eager_attention: bool =
     return model, order is not None
 
 
+def _key_list(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+
+def check_checkpoint_keys(folder, model, missing: list[str], unexpected: list[str]) -> None:
+    """Refuse weights that do not belong to the model ``config.json`` describes: a key the model does not have,
+    or a weight it has and the checkpoint lacks (buffers such as position ids are rebuilt, not loaded)."""
+    buffers = {name for name, _ in model.named_buffers()}
+    missing = sorted(k for k in missing if k not in buffers)
+    problems = []
+    if unexpected:
+        problems.append(f"unexpected keys {_key_list(sorted(unexpected))}")
+    if missing:
+        problems.append(f"missing keys {_key_list(missing)}")
+    if problems:
+        raise ModelError(
+            f"the weights do not match config.json ({'; '.join(problems)}); re-save the model, or delete the "
+            "folder to rebuild it",
+            where=str(folder),
+        )
+
+
+def _size_mismatch(folder, exc: RuntimeError) -> ModelError:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = next((line for line in lines if line.startswith("size mismatch")), lines[0] if lines else "")
+    return ModelError(f"the weights do not match config.json ({first})", where=str(folder))
+
+
 def load_saved_classifier(folder: str | Path, eager_attention: bool = True):
     """A classifier this pipeline saved, including the shapes plain ``from_pretrained`` cannot rebuild:
     feed-forward widths that differ per layer (``config.edgecompress_ffn_sizes``) and a factorised word table
-    (``config.edgecompress_embedding_rank``)."""
+    (``config.edgecompress_embedding_rank``). Every weight must fit (check_checkpoint_keys)."""
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from edgecompress.modeling.classic import ClassicClassifier, is_classic
+    from edgecompress.modeling.classic import ClassicClassifier, ClassicConfig, is_classic
 
-    if is_classic(folder):
-        return ClassicClassifier.from_folder(folder)
     kw = {"attn_implementation": "eager"} if eager_attention else {}
-    config = AutoConfig.from_pretrained(folder)
-    if not getattr(config, FFN_SIZES, None) and not getattr(config, EMBEDDING_RANK, None):
-        return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True, **kw)
-    sizes = ffn_widths(config)
-    model = AutoModelForSequenceClassification.from_config(config, **kw)  # applies config.pruned_heads
-    if getattr(config, FFN_SIZES, None):
-        resize_ffn(model, sizes)
-    restore_factorized(model)
+    if is_classic(folder):
+        model = ClassicClassifier(ClassicConfig.from_folder(folder))
+    else:
+        config = AutoConfig.from_pretrained(folder)
+        if not getattr(config, FFN_SIZES, None) and not getattr(config, EMBEDDING_RANK, None):
+            try:
+                model, info = AutoModelForSequenceClassification.from_pretrained(
+                    folder, use_safetensors=True, output_loading_info=True, **kw
+                )
+            except RuntimeError as exc:
+                raise _size_mismatch(folder, exc) from None
+            check_checkpoint_keys(folder, model, info["missing_keys"], info["unexpected_keys"])
+            return model.eval()
+        model = AutoModelForSequenceClassification.from_config(config, **kw)  # applies config.pruned_heads
+        if getattr(config, FFN_SIZES, None):
+            resize_ffn(model, ffn_widths(config))
+        restore_factorized(model)
     state = {}
     for f in sorted(Path(folder).glob("*.safetensors")):
         state.update(load_file(f))
-    model.load_state_dict(state, strict=False)
-    missing = set(model.state_dict()) - set(state)
-    if any(not k.endswith("position_ids") for k in missing):
-        raise ModelError(f"checkpoint lacks {sorted(missing)[:3]}", where=str(folder))
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise _size_mismatch(folder, exc) from None
+    check_checkpoint_keys(folder, model, result.missing_keys, result.unexpected_keys)
     return model.eval()

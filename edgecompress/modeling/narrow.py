@@ -14,8 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgecompress.modeling.layers import layer_parts
-from edgecompress.prune.importance import magnitude_importance
+from edgecompress.modeling.layers import layer_parts, magnitude_importance
 
 
 @torch.no_grad()

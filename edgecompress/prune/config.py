@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from edgecompress.config_base import StageConfig
+from edgecompress.config_limits import MAX_COUNT, MAX_FACTOR, MAX_REPEATS, MAX_WIDTH
 from edgecompress.distill.config import DistillConfig
 from edgecompress.training.config import TrainingConfig
 
@@ -19,13 +20,14 @@ class HeadPruningConfig(StageConfig):
     threshold: float | None = Field(
         None,
         gt=0,
+        le=MAX_FACTOR,
         description="threshold mode: importance / L2 norm of the layer's importances (as Michel et al.).",
     )
     fraction: float | None = Field(
         None, gt=0, lt=1, description="structured: share of heads to remove (rounded up)."
     )
     count: int | None = Field(
-        None, ge=1, description="structured: number of heads to remove (instead of fraction)."
+        None, ge=1, le=MAX_COUNT, description="structured: number of heads to remove (instead of fraction)."
     )
     scope: Literal["global", "per_layer"] = Field(
         "global", description="Rank heads across all layers, or remove the same share from every layer."
@@ -54,16 +56,17 @@ class FfnPruningConfig(StageConfig):
         None, gt=0, lt=1, description="Share of intermediate units to remove (rounded up)."
     )
     count: int | None = Field(
-        None, ge=1, description="Number of units to remove (per layer when scope is per_layer)."
+        None, ge=1, le=MAX_COUNT, description="Number of units to remove (per layer when scope is per_layer)."
     )
     scope: Literal["global", "per_layer"] = Field(
         "per_layer",
         description="per_layer keeps equal widths (a plain transformers checkpoint); global ranks across layers "
-        "(unequal widths, reloaded with edgecompress.modeling.load_saved_classifier).",
+        "(unequal widths, reloaded with edgecompress.modeling.loading.load_saved_classifier).",
     )
     multiple_of: int = Field(
         1,
         ge=1,
+        le=MAX_WIDTH,
         description="Every layer keeps a multiple of this many units (more go, the least important first): "
         "e.g. 32 so the FFN output projection splits into whole 4-bit groups (weight_only group_size).",
     )
@@ -84,7 +87,7 @@ class VocabTrimConfig(StageConfig):
 
     enabled: bool = Field(False, description="Trim the vocabulary and the embedding rows with it.")
     min_frequency: int = Field(
-        1, ge=1, description="Keep word-pieces seen at least this often in the training split."
+        1, ge=1, le=MAX_COUNT, description="Keep word-pieces seen at least this often in the training split."
     )
 
 
@@ -94,6 +97,7 @@ class EmbeddingShrinkConfig(StageConfig):
     rank: int | None = Field(
         None,
         ge=1,
+        le=MAX_WIDTH,
         description="Factorise the word table into vocab x rank and rank x hidden, initialised by its truncated "
         "SVD (ALBERT-style); null keeps it whole. The checkpoint then needs "
         "edgecompress.modeling.loading.load_saved_classifier; its ONNX export loads like any other.",
@@ -117,13 +121,17 @@ class PruneConfig(StageConfig):
         description="Head scores: gradient (E|dL/d gate| of a gate on each head's output, Michel et al. 2019), "
         "attention entropy, or weight magnitude. FFN units use gradient gates, or magnitude otherwise.",
     )
-    importance_batches: int = Field(32, ge=1, description="Training batches used to estimate importance.")
-    importance_batch_size: int = Field(32, ge=1, description="Examples per importance batch.")
+    importance_batches: int = Field(
+        32, ge=1, le=MAX_COUNT, description="Training batches used to estimate importance."
+    )
+    importance_batch_size: int = Field(32, ge=1, le=MAX_COUNT, description="Examples per importance batch.")
     heads: HeadPruningConfig = Field(default_factory=HeadPruningConfig)
     ffn: FfnPruningConfig = Field(default_factory=FfnPruningConfig)
     vocab: VocabTrimConfig = Field(default_factory=VocabTrimConfig)
     embeddings: EmbeddingShrinkConfig = Field(default_factory=EmbeddingShrinkConfig)
-    steps: int = Field(1, ge=1, description="Prune in this many equal steps, recovering after each.")
+    steps: int = Field(
+        1, ge=1, le=MAX_REPEATS, description="Prune in this many equal steps, recovering after each."
+    )
     recovery: TrainingConfig | None = Field(
         default_factory=lambda: TrainingConfig(epochs=1),
         description="Distillation after each pruning step (null: no recovery).",

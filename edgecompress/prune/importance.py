@@ -7,14 +7,13 @@ are our own forward hooks.
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgecompress.modeling.layers import layer_parts
+from edgecompress.modeling.layers import layer_parts, magnitude_importance
 
 
 def normalise_per_layer(scores: list[np.ndarray]) -> list[np.ndarray]:
@@ -104,26 +103,6 @@ def entropy_importance(model, batches) -> list[np.ndarray]:
             sums[i] += ((1 - ent) * mask[:, None, :]).sum((0, 2)).cpu().numpy()
         rows += float(mask.sum())
     return [s / max(rows, 1.0) for s in sums]
-
-
-def magnitude_importance(model) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """L2 norm of each head's query/key/value rows and output columns; of each unit's in/out weights."""
-    heads, units = [], []
-    for p in layer_parts(model):
-        d, sa = p.head_size, p.self_attention
-        w = [sa.query.weight.detach(), sa.key.weight.detach(), sa.value.weight.detach()]
-        per_head = []
-        for h in range(p.num_heads):
-            rows = slice(h * d, (h + 1) * d)
-            sq = sum(float((m[rows] ** 2).sum()) for m in w) + float(
-                (p.attention_output.weight.detach()[:, rows] ** 2).sum()
-            )
-            per_head.append(math.sqrt(sq))
-        heads.append(np.array(per_head))
-        w_in = p.intermediate_dense.weight.detach()
-        w_out = p.ffn_output.weight.detach()
-        units.append((w_in.norm(dim=1) * w_out.norm(dim=0)).cpu().numpy())
-    return heads, units
 
 
 def importance(model, batches, method: str) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
+import torch
+
 from edgecompress.context import StageContext
-from edgecompress.distill.stage import DistillPair, distill
+from edgecompress.distill.memory import TeacherMemory
+from edgecompress.distill.stage import DistillPair, distill, teacher_tokenizer_for
 from edgecompress.errors import RecipeError
 from edgecompress.modeling.classic import is_classic
 from edgecompress.modeling.embeddings import factorize_word_embeddings, trim_positions
@@ -29,7 +32,7 @@ from edgecompress.prune.vocab import kept_token_ids, trim_vocabulary
 from edgecompress.training.batching import EncodedSplit, make_loader
 from edgecompress.training.loop import precision_name
 
-STAGE_VERSION = 5
+STAGE_VERSION = 6
 IMPORTANCE_FILE = "importance.json"
 
 
@@ -133,14 +136,14 @@ def run_classic(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, o
 
     student = load_saved_classifier(inputs.student_dir)
     teacher = load_saved_classifier(inputs.teacher_dir)
-    teacher_tokenizer = AutoTokenizer.from_pretrained(inputs.student_dir)
+    teacher_tokenizer = AutoTokenizer.from_pretrained(inputs.teacher_dir)
     params0 = count_parameters(student)
-    tokenizer, vocab = trim_for_student(cfg.prune, student, teacher_tokenizer, ctx.data, ctx.max_length)
+    tokenizer, vocab = trim_for_student(
+        cfg.prune, student, AutoTokenizer.from_pretrained(inputs.student_dir), ctx.data, ctx.max_length
+    )
     rec = None
     if cfg.prune.recovery is not None:
-        pair = DistillPair(
-            student, teacher, tokenizer, teacher_tokenizer if tokenizer is not teacher_tokenizer else None
-        )
+        pair = DistillPair(student, teacher, tokenizer, teacher_tokenizer_for(tokenizer, teacher_tokenizer))
         recovery = cfg.distill.model_copy(update={"training": cfg.prune.recovery})
         rec = distill(recovery, pair, ctx.with_seed(ctx.seed + 1), desc="recover", cache_dir=out_dir)
     student = ctx.accelerator.unwrap_model(student).to("cpu").eval()
@@ -157,104 +160,125 @@ def run_classic(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, o
     }
 
 
-def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: Path) -> PruneRecord:
-    from transformers import AutoTokenizer
+@dataclass
+class PruneState:
+    """The student between pruning rounds, and what the rounds have done to it so far."""
 
-    if is_classic(inputs.student_dir):
-        return run_classic(cfg, inputs, ctx, out_dir)
-    prune, data, accelerator = cfg.prune, ctx.data, ctx.accelerator
-    student = load_saved_classifier(inputs.student_dir)
-    teacher = load_saved_classifier(inputs.teacher_dir)
-    tokenizer = teacher_tokenizer = AutoTokenizer.from_pretrained(inputs.student_dir)
-    heads0, units0 = head_counts(student), ffn_sizes(student)
-    params0 = count_parameters(student)
-    n_teacher = teacher.config.num_hidden_layers
-    mapping0 = cfg.distill.layer_mapping or evenly_spread(n_teacher, len(heads0))
-    layer_origin = list(range(len(heads0)))
-    # the vocabulary first, so that recovery teaches the student its new tokenisation
-    tokenizer, vocab = trim_for_student(prune, student, tokenizer, data, ctx.max_length)
-    embeddings = shrink_embeddings(student, tokenizer, prune.embeddings, ctx.max_length)
-    train = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), ctx.max_length)
-    loader = make_loader(train, prune.importance_batch_size, shuffle=True, seed=ctx.seed)
-    batches = [b for _, b in zip(range(prune.importance_batches), loader, strict=False)]
-    total_heads, total_units = _targets(prune, heads0, units0)
-    removed_heads = removed_units = 0
-    steps, first_scores, memory = [], None, None  # the teacher's outputs, kept across recovery rounds
-    for step in range(1, prune.steps + 1):
-        head_scores, unit_scores = importance(student, batches, prune.importance)
-        n_h = None if total_heads is None else step_target(total_heads, step, prune.steps, removed_heads)
-        n_u = None if total_units is None else step_target(total_units, step, prune.steps, removed_units)
-        drop_h = select_heads(head_scores, prune.heads, n_h)
-        drop_u = select_units(unit_scores, prune.ffn, n_u)
-        alive_before = surviving_heads(student.config)
-        if first_scores is None:  # scores over the original heads, for the heat map
-            first_scores = {
-                "heads": [s.tolist() for s in head_scores],
-                "units": [s.tolist() for s in unit_scores],
-            }
-        surgery.remove_units(student, drop_u)
-        surgery.remove_heads(student, drop_h)
-        emptied = [i for i, n in enumerate(head_counts(student)) if n == 0]
-        surgery.drop_layers(student, emptied)
-        dropped = [layer_origin[i] for i in emptied]
-        layer_origin = [o for i, o in enumerate(layer_origin) if i not in set(emptied)]
-        per_layer = prune.heads.scope == "per_layer" and prune.heads.mode == "structured"
-        removed_heads += (
-            max(len(v) for v in drop_h.values()) if per_layer else sum(len(v) for v in drop_h.values())
-        )
-        removed_units += (
-            max(len(v) for v in drop_u.values())
-            if prune.ffn.scope == "per_layer"
-            else sum(len(v) for v in drop_u.values())
-        )
-        record = {
-            "step": step,
-            "removed_heads": {str(i): [alive_before[i][h] for h in hs] for i, hs in drop_h.items() if hs},
-            "removed_units": {str(i): len(us) for i, us in drop_u.items() if us},
-            "dropped_layers": dropped,
-            "heads_per_layer": head_counts(student),
-            "units_per_layer": ffn_sizes(student),
+    student: torch.nn.Module
+    heads0: list[int]  # heads per layer before pruning
+    units0: list[int]  # feed-forward units per layer before pruning
+    params0: int
+    layer_origin: list[int]  # the original student layer each remaining layer was
+    removed_heads: int = 0  # counted as the targets count them (per layer for a per_layer scope)
+    removed_units: int = 0
+    first_scores: dict | None = None  # scores over the original heads and units, for the heat map
+
+
+@dataclass
+class RecoveryPlan:
+    """What every recovery round distils from: the teacher, how each model reads the text, the teacher layer
+    each original student layer is matched to, and the teacher's outputs kept across rounds."""
+
+    teacher: torch.nn.Module
+    tokenizer: object  # the student's (trimmed when prune.vocab is enabled)
+    teacher_tokenizer: object | None  # set when the teacher reads other tokens than the student
+    mapping: list[int]
+    init_layers: list[int] | None
+    memory: TeacherMemory | None = None
+
+
+def score(state: PruneState, batches: list[dict], prune: PruneConfig) -> tuple[list, list]:
+    """Head and unit importance of the student as it is now; the first round's scores are kept."""
+    head_scores, unit_scores = importance(state.student, batches, prune.importance)
+    if state.first_scores is None:
+        state.first_scores = {
+            "heads": [s.tolist() for s in head_scores],
+            "units": [s.tolist() for s in unit_scores],
         }
-        if prune.recovery is not None:
-            recovery = cfg.distill.model_copy(
-                update={"training": prune.recovery, "layer_mapping": [mapping0[o] for o in layer_origin]}
-            )
-            t_heads = _teacher_heads(
-                student, teacher, recovery.layer_mapping, inputs.init_layers, layer_origin
-            )
-            pair = DistillPair(
-                student,
-                teacher,
-                tokenizer,
-                teacher_tokenizer=teacher_tokenizer if tokenizer is not teacher_tokenizer else None,
-                teacher_heads=t_heads,
-                teacher_memory=memory,
-            )
-            rec = distill(
-                recovery, pair, ctx.with_seed(ctx.seed + step), desc=f"recover {step}/{prune.steps}"
-            )
-            memory = pair.teacher_memory
-            record["recovery"] = {
-                k: rec[k]
-                for k in (
-                    "validation",
-                    "steps",
-                    "train_seconds",
-                    "layer_mapping",
-                    "aligned_examples",
-                    "teacher_memory",
-                )
-                if k in rec
-            }
-            record["attention_matching"] = (
-                "explicit heads" if t_heads is not None else "head-averaged when counts differ"
-            )
-        steps.append(record)
-    student = accelerator.unwrap_model(student).to("cpu").eval()
+    return head_scores, unit_scores
+
+
+def remove(state: PruneState, prune: PruneConfig, step: int, totals: tuple, scores: tuple) -> dict:
+    """Remove round ``step``'s share of ``totals`` (see _targets), least important first; the round's record."""
+    (total_heads, total_units), (head_scores, unit_scores) = totals, scores
+    n_h = None if total_heads is None else step_target(total_heads, step, prune.steps, state.removed_heads)
+    n_u = None if total_units is None else step_target(total_units, step, prune.steps, state.removed_units)
+    drop_h = select_heads(head_scores, prune.heads, n_h)
+    drop_u = select_units(unit_scores, prune.ffn, n_u)
+    student = state.student
+    alive_before = surviving_heads(student.config)
+    surgery.remove_units(student, drop_u)
+    surgery.remove_heads(student, drop_h)
+    emptied = [i for i, n in enumerate(head_counts(student)) if n == 0]
+    surgery.drop_layers(student, emptied)
+    dropped = [state.layer_origin[i] for i in emptied]
+    state.layer_origin = [o for i, o in enumerate(state.layer_origin) if i not in set(emptied)]
+    per_layer = prune.heads.scope == "per_layer" and prune.heads.mode == "structured"
+    state.removed_heads += (
+        max(len(v) for v in drop_h.values()) if per_layer else sum(len(v) for v in drop_h.values())
+    )
+    state.removed_units += (
+        max(len(v) for v in drop_u.values())
+        if prune.ffn.scope == "per_layer"
+        else sum(len(v) for v in drop_u.values())
+    )
+    return {
+        "step": step,
+        "removed_heads": {str(i): [alive_before[i][h] for h in hs] for i, hs in drop_h.items() if hs},
+        "removed_units": {str(i): len(us) for i, us in drop_u.items() if us},
+        "dropped_layers": dropped,
+        "heads_per_layer": head_counts(student),
+        "units_per_layer": ffn_sizes(student),
+    }
+
+
+RECOVERY_FIELDS = (
+    "validation",
+    "steps",
+    "train_seconds",
+    "layer_mapping",
+    "aligned_examples",
+    "teacher_memory",
+)
+
+
+def recover(
+    cfg: PruneStageConfig, plan: RecoveryPlan, state: PruneState, ctx: StageContext, step: int
+) -> dict:
+    """Distil the pruned student (the recipe's losses, the recovery's training) over the layers it has left;
+    what the round's record adds. The teacher's outputs stay in ``plan.memory`` for the next round."""
+    prune = cfg.prune
+    recovery = cfg.distill.model_copy(
+        update={"training": prune.recovery, "layer_mapping": [plan.mapping[o] for o in state.layer_origin]}
+    )
+    t_heads = _teacher_heads(
+        state.student, plan.teacher, recovery.layer_mapping, plan.init_layers, state.layer_origin
+    )
+    pair = DistillPair(
+        state.student,
+        plan.teacher,
+        plan.tokenizer,
+        teacher_tokenizer=plan.teacher_tokenizer,
+        teacher_heads=t_heads,
+        teacher_memory=plan.memory,
+    )
+    rec = distill(recovery, pair, ctx.with_seed(ctx.seed + step), desc=f"recover {step}/{prune.steps}")
+    plan.memory = pair.teacher_memory
+    return {
+        "recovery": {k: rec[k] for k in RECOVERY_FIELDS if k in rec},
+        "attention_matching": "explicit heads" if t_heads is not None else "head-averaged when counts differ",
+    }
+
+
+def record(
+    state: PruneState, prune: PruneConfig, steps: list[dict], vocab: dict | None, embeddings: dict, ctx
+) -> tuple[PruneRecord, dict]:
+    """The stage's record of the pruned student, and the importance file (first scores, what was removed)."""
+    student, heads0, units0, origin = state.student, state.heads0, state.units0, state.layer_origin
     alive = surviving_heads(student.config)
     result: PruneRecord = {
-        "train_precision": precision_name(accelerator),
-        "params_before": params0,
+        "train_precision": precision_name(ctx.accelerator),
+        "params_before": state.params0,
         "params_after": count_parameters(student),
         "heads_before": sum(heads0),
         "heads_after": sum(head_counts(student)),
@@ -269,27 +293,69 @@ def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: 
                 "units_kept": ffn_sizes(student)[i],
                 "units_total": units0[o],
             }
-            for i, o in enumerate(layer_origin)
+            for i, o in enumerate(origin)
         ],
-        "dropped_layers": [o for o in range(len(heads0)) if o not in layer_origin],
+        "dropped_layers": [o for o in range(len(heads0)) if o not in origin],
         "vocab": vocab,
         "embeddings": embeddings,
         "steps": steps,
         "validation": steps[-1].get("recovery", {}).get("validation"),
     }
-    if accelerator.is_main_process:
-        student.save_pretrained(out_dir, safe_serialization=True)
-        tokenizer.save_pretrained(out_dir)
-        scores = {
-            "method": prune.importance,
-            "normalisation": "per-layer L2",
-            **first_scores,
-            "pruned_heads": {
-                str(o): sorted(set(range(heads0[o])) - set(alive[i])) for i, o in enumerate(layer_origin)
-            },
-            "dropped_layers": result["dropped_layers"],
-        }
-        (out_dir / IMPORTANCE_FILE).write_text(json.dumps(scores, indent=1))
+    scores = {
+        "method": prune.importance,
+        "normalisation": "per-layer L2",
+        **state.first_scores,
+        "pruned_heads": {str(o): sorted(set(range(heads0[o])) - set(alive[i])) for i, o in enumerate(origin)},
+        "dropped_layers": result["dropped_layers"],
+    }
     result["removed_head_share"] = 1 - result["heads_after"] / result["heads_before"]
     result["removed_unit_share"] = 1 - result["units_after"] / result["units_before"]
+    return result, scores
+
+
+def importance_batches(prune: PruneConfig, tokenizer, ctx: StageContext) -> list[dict]:
+    """The training batches importance is measured on (the same ones every round)."""
+    data = ctx.data
+    train = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), ctx.max_length)
+    loader = make_loader(train, prune.importance_batch_size, shuffle=True, seed=ctx.seed)
+    return [b for _, b in zip(range(prune.importance_batches), loader, strict=False)]
+
+
+def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: Path) -> PruneRecord:
+    """Trim the vocabulary, then ``prune.steps`` rounds of score -> remove -> recover; saves the student."""
+    from transformers import AutoTokenizer
+
+    if is_classic(inputs.student_dir):
+        return run_classic(cfg, inputs, ctx, out_dir)
+    prune = cfg.prune
+    student = load_saved_classifier(inputs.student_dir)
+    teacher = load_saved_classifier(inputs.teacher_dir)
+    teacher_tokenizer = AutoTokenizer.from_pretrained(inputs.teacher_dir)  # the teacher reads its own ids
+    heads0 = head_counts(student)
+    state = PruneState(
+        student, heads0, ffn_sizes(student), count_parameters(student), list(range(len(heads0)))
+    )
+    mapping = cfg.distill.layer_mapping or evenly_spread(teacher.config.num_hidden_layers, len(heads0))
+    # the vocabulary first, so that recovery teaches the student its new tokenisation
+    tokenizer, vocab = trim_for_student(
+        prune, student, AutoTokenizer.from_pretrained(inputs.student_dir), ctx.data, ctx.max_length
+    )
+    embeddings = shrink_embeddings(student, tokenizer, prune.embeddings, ctx.max_length)
+    plan = RecoveryPlan(
+        teacher, tokenizer, teacher_tokenizer_for(tokenizer, teacher_tokenizer), mapping, inputs.init_layers
+    )
+    batches = importance_batches(prune, tokenizer, ctx)
+    totals = _targets(prune, state.heads0, state.units0)
+    steps = []
+    for step in range(1, prune.steps + 1):
+        entry = remove(state, prune, step, totals, score(state, batches, prune))
+        if prune.recovery is not None:
+            entry.update(recover(cfg, plan, state, ctx, step))
+        steps.append(entry)
+    state.student = ctx.accelerator.unwrap_model(state.student).to("cpu").eval()
+    result, scores = record(state, prune, steps, vocab, embeddings, ctx)
+    if ctx.is_main_process:
+        state.student.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+        (out_dir / IMPORTANCE_FILE).write_text(json.dumps(scores, indent=1))
     return result

@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from edgecompress.config_base import StageConfig
+from edgecompress.config_limits import MAX_COUNT, MAX_WIDTH
 
 IsaPreset = Literal["auto", "avx2", "avx512", "avx512_vnni", "arm64"]
 
@@ -38,14 +39,20 @@ class AccuracyGuard(VariantBase):
     max_accuracy_drop: float | None = Field(
         None,
         ge=0,
+        le=100,
         description="Largest validation-accuracy loss (points) against the fp32 student; beyond it the most "
-        "sensitive node groups are kept in float, one at a time. null = no guard.",
+        "sensitive node groups are kept in float, one at a time (block-quantized embedding tables climb "
+        "int4 -> int8 -> float as steps of the same ladder). null = no guard.",
     )
     max_fallback_steps: int = Field(
-        3, ge=0, description="Node groups (embeddings, a layer, pooler, classifier) at most kept in float."
+        3,
+        ge=0,
+        le=MAX_COUNT,
+        description="Fallback steps at most: node groups (embeddings, a layer, pooler, classifier) kept in "
+        "float, or block-quantized embedding tables raised one rung.",
     )
     sensitivity_samples: int = Field(
-        256, ge=1, description="Validation examples used to rank node groups by logit error."
+        256, ge=1, le=MAX_COUNT, description="Validation examples used to rank node groups by logit error."
     )
     embeddings: Literal["per_tensor", "int8", "int4"] = Field(
         "per_tensor",
@@ -54,7 +61,10 @@ class AccuracyGuard(VariantBase):
         "(ONNX Runtime's GatherBlockQuantized): int4 halves the bytes of the biggest table of a small model.",
     )
     embedding_group_size: int = Field(
-        32, description="Values per scale in block-quantized embedding tables (a power of two >= 16)."
+        32,
+        ge=16,
+        le=MAX_WIDTH,
+        description="Values per scale in block-quantized embedding tables (a power of two >= 16).",
     )
 
     @field_validator("embedding_group_size")
@@ -72,6 +82,12 @@ class Int8DynamicConfig(AccuracyGuard):
         "auto", description="Optimum preset named after the target ISA; auto reads this CPU."
     )
     per_channel: bool = Field(False, description="Per-output-channel weight scales.")
+    reduce_range: bool | None = Field(
+        None,
+        description="7-bit weights: ONNX Runtime's u8s8 int8 kernels on CPUs without VNNI (presets avx2, avx512) "
+        "add pairs of products in 16 bits and saturate; 7-bit weights cannot. null: on for those presets, off "
+        "for avx512_vnni and arm64.",
+    )
 
 
 class Int8StaticConfig(AccuracyGuard):
@@ -81,7 +97,15 @@ class Int8StaticConfig(AccuracyGuard):
     name: str = Field("int8-static", pattern=r"^[A-Za-z0-9_.-]+$")
     preset: IsaPreset = "auto"
     per_channel: bool = False
-    calibration_samples: int = Field(256, ge=1, description="Training examples used to calibrate ranges.")
+    reduce_range: bool | None = Field(
+        None,
+        description="7-bit weights: ONNX Runtime's u8s8 int8 kernels on CPUs without VNNI (presets avx2, avx512) "
+        "add pairs of products in 16 bits and saturate; 7-bit weights cannot. null: on for those presets, off "
+        "for avx512_vnni and arm64.",
+    )
+    calibration_samples: int = Field(
+        256, ge=1, le=MAX_COUNT, description="Training examples used to calibrate ranges."
+    )
     calibration_method: Literal["minmax", "percentile", "entropy"] = "minmax"
     percentile: float = Field(99.999, gt=50, le=100, description="For calibration_method: percentile.")
 
@@ -102,7 +126,9 @@ class WeightOnlyAutotuneConfig(StageConfig):
     algorithms: list[Literal["rtn", "gptq"]] = Field(
         ["rtn", "gptq"], min_length=1, description="Tried in this order."
     )
-    group_sizes: list[int] = Field([128, 32], min_length=1, description="Tried in this order.")
+    group_sizes: list[Annotated[int, Field(ge=16, le=MAX_WIDTH)]] = Field(
+        [128, 32], min_length=1, description="Tried in this order."
+    )
     keep_fp32_options: list[list[str]] = Field(
         default_factory=lambda: [[]],
         min_length=1,
@@ -139,6 +165,8 @@ class WeightOnlyConfig(VariantBase):
     bits: Literal[4, 8] = Field(4, description="Weight bits of the quantized linear layers.")
     group_size: int = Field(
         32,
+        ge=16,
+        le=MAX_WIDTH,
         description="Weights per scale, along the input width of linear layers (with algorithm autotune, "
         "autotune.group_sizes decide those) and the hidden width of embedding tables; a power of two >= 16 "
         "that divides every quantized width.",
@@ -155,7 +183,7 @@ class WeightOnlyConfig(VariantBase):
         "group_size along the hidden width.",
     )
     calibration_samples: int = Field(
-        128, ge=1, description="Training examples GPTQ calibrates on (unused by RTN)."
+        128, ge=1, le=MAX_COUNT, description="Training examples GPTQ calibrates on (unused by RTN)."
     )
     accuracy_level: Literal[0, 1, 2, 3, 4] = Field(
         0,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompress.data.examples import PreparedData
+from edgecompress.data.examples import PreparedData, pair_texts
 
 
 @dataclass
@@ -30,8 +30,9 @@ def calibration_samples(ctx: QuantContext, tokenizer, n: int) -> list[dict[str, 
     """``n`` training examples (seeded choice), one dict of int64 arrays each, unpadded."""
     train = ctx.data.splits["train"]
     chosen = sorted(random.Random(ctx.seed).sample(range(len(train)), min(n, len(train))))
-    texts = [train[i].text for i in chosen]
-    pairs = [train[i].text_pair for i in chosen] if train[0].text_pair is not None else None
-    enc = tokenizer(texts, pairs, truncation=True, max_length=ctx.max_length)
+    picked = [train[i] for i in chosen]
+    enc = tokenizer(
+        [ex.text for ex in picked], pair_texts(picked), truncation=True, max_length=ctx.max_length
+    )
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-    return [{k: np.asarray(enc[k][i], dtype=np.int64) for k in keys} for i in range(len(texts))]
+    return [{k: np.asarray(enc[k][i], dtype=np.int64) for k in keys} for i in range(len(picked))]

@@ -4,8 +4,11 @@ When a variant loses more validation accuracy than ``max_accuracy_drop`` against
 groups (embeddings, each encoder layer, pooler, classifier) are kept in float one at a time, most
 helpful first, as Neural Compressor's fallback does. How much each group helps is measured, not assumed:
 the variant is re-quantized with that one group excluded and its logits compared with the fp32 ones.
-Every measurement and the excluded nodes are recorded; a variant that stays over budget is shipped with
-``within_tolerance: false`` so the report can mark it.
+A variant with block-quantized embedding tables (``embeddings: int4 | int8``) has its tables as further
+steps of the same ladder, int4 blocks -> int8 blocks -> float, measured and ranked like the groups (the
+tables climb one rung per step). Every measurement, the excluded nodes and the tables' chosen precision are
+recorded; a variant that stays over budget is shipped with ``within_tolerance: false`` so the report can
+mark it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import dataclasses
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +38,11 @@ def node_groups(onnx_path: Path, op_types: list[str]) -> dict[str, list[str]]:
     """
     import onnx
 
+    from edgecompress.export.clip import PREFIX
+
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    nodes = [n.name for n in graph.node if n.op_type in op_types and n.name]
+    # the input clip (export/clip.py) computes on token ids only: nothing to keep in float there
+    nodes = [n.name for n in graph.node if n.op_type in op_types and n.name and not n.name.startswith(PREFIX)]
     paths = {n: n.strip("/").split("/")[:-1] for n in nodes}
     bases = {p[0] for p in paths.values() if len(p) > 1 and p[1] in ("embeddings", "encoder")}
     groups: dict[str, list[str]] = {}
@@ -69,17 +76,45 @@ def _replace_folder(src: Path, dst: Path) -> None:
         shutil.copy2(path, dst / path.name)
 
 
+@dataclass(frozen=True)
+class TableLadder:
+    """A block-table variant's embedding tables as rungs of the fallback ladder: its own precision first, then
+    each higher one up to float (int4 -> int8 -> fp32). Their Gather nodes are never Optimum's to quantize
+    (nodes_to_exclude), so keeping them "in float" as a node group would change nothing."""
+
+    rungs: tuple[str, ...]
+    gathers: tuple[str, ...]
+
+    def step(self, precision: str) -> str:
+        """The ladder step (and sensitivity key) that raises the tables to ``precision``."""
+        return f"embeddings:{precision}"
+
+
+Build = Callable[[Path, object, "str | None"], None]
+
+
 def guard(
-    cfg, qconfig, build: Callable[[Path, object], None], source_dir: Path, out_dir: Path, ctx: QuantContext
+    cfg,
+    qconfig,
+    build: Build,
+    source_dir: Path,
+    out_dir: Path,
+    ctx: QuantContext,
+    tables: TableLadder | None = None,
 ) -> ArtifactChecks:
-    """``build(folder, qconfig)`` quantizes into ``folder``; runs it once, then the fallback if needed.
+    """``build(folder, qconfig, table_precision)`` quantizes into ``folder``; runs it once, then the fallback
+    if needed. The fallback's steps keep one more node group in float or, with ``tables``, raise the embedding
+    tables one rung; the precision is None without ``tables``.
 
     Returns the ``accuracy_guard`` check (empty when the variant has no ``max_accuracy_drop``).
     """
-    build(out_dir, qconfig)
+    first_tables = tables.rungs[0] if tables else None
+    build(out_dir, qconfig, first_tables)
     if cfg.max_accuracy_drop is None:
         return ArtifactChecks()
     from transformers import AutoTokenizer
+
+    from edgecompress.export.onnx import ort_logits, ort_session
 
     tokenizer = AutoTokenizer.from_pretrained(source_dir)
     fp32_acc, fp32_logits = _validation_accuracy(source_dir / "model.onnx", tokenizer, ctx)
@@ -97,47 +132,68 @@ def guard(
         "sensitivity": {},
         "steps": [],
     }
-    best = {"accuracy": acc, "groups": [], "folder": out_dir}
+    best = {"accuracy": acc, "groups": [], "tables": first_tables, "folder": out_dir}
     if drop(acc) > cfg.max_accuracy_drop and cfg.max_fallback_steps > 0:
         groups = node_groups(source_dir / "model.onnx", qconfig.operators_to_quantize)
+        raises = {}  # ladder step -> the table precision it sets
+        if tables:
+            for name in list(groups):
+                groups[name] = [n for n in groups[name] if n not in tables.gathers]
+                if not groups[name]:
+                    del groups[name]
+            raises = {tables.step(p): p for p in tables.rungs[1:]}
         n = cfg.sensitivity_samples
         sub_texts, sub_pairs = ctx.data.texts("validation", n)
 
-        def excluding(names: list[str], tag: str) -> Path:
+        def trial(kept: list[str], table_precision: str | None, tag: str) -> Path:
             folder = ctx.scratch / f"fallback-{tag}"
             shutil.rmtree(folder, ignore_errors=True)
-            build(
-                folder, dataclasses.replace(qconfig, nodes_to_exclude=list(qconfig.nodes_to_exclude) + names)
-            )
+            names = [node for g in kept for node in groups[g]]
+            qc = dataclasses.replace(qconfig, nodes_to_exclude=list(qconfig.nodes_to_exclude) + names)
+            build(folder, qc, table_precision)
             return folder
 
-        # how much keeping each group in float brings the logits back to the fp32 ones (lower is better)
-        for i, (group, names) in enumerate(sorted(groups.items())):
-            from edgecompress.export.onnx import ort_logits, ort_session
-
-            folder = excluding(names, f"s{i}")
+        # how much each step alone (one group kept in float, or the tables one rung up) brings the logits back
+        # to the fp32 ones (lower is better)
+        alone = {g: ([g], first_tables) for g in sorted(groups)} | {k: ([], p) for k, p in raises.items()}
+        for i, (key, (kept, table_precision)) in enumerate(alone.items()):
+            folder = trial(kept, table_precision, f"s{i}")
             logits = ort_logits(
                 ort_session(folder / "model.onnx"), tokenizer, sub_texts, ctx.max_length, 64, sub_pairs
             )
-            record["sensitivity"][group] = float(np.mean((logits - fp32_logits[:n]) ** 2))
+            record["sensitivity"][key] = float(np.mean((logits - fp32_logits[:n]) ** 2))
             shutil.rmtree(folder, ignore_errors=True)
         ranked = sorted(record["sensitivity"], key=record["sensitivity"].__getitem__)
+        # the tables climb one rung at a time: their steps keep their ranked places, in ladder order
+        places = [i for i, key in enumerate(ranked) if key in raises]
+        for i, key in zip(places, raises, strict=True):
+            ranked[i] = key
         excluded: list[str] = []
-        for step, group in enumerate(ranked[: cfg.max_fallback_steps], 1):
-            excluded.append(group)
-            folder = excluding([n for g in excluded for n in groups[g]], f"step{step}")
+        table_precision = first_tables
+        for step, key in enumerate(ranked[: cfg.max_fallback_steps], 1):
+            if key in raises:
+                table_precision = raises[key]
+            else:
+                excluded.append(key)
+            folder = trial(excluded, table_precision, f"step{step}")
             acc, _ = _validation_accuracy(folder / "model.onnx", tokenizer, ctx)
-            record["steps"].append(
-                {"excluded_groups": list(excluded), "validation_accuracy": acc, "drop_pts": drop(acc)}
-            )
+            done = {"excluded_groups": list(excluded), "validation_accuracy": acc, "drop_pts": drop(acc)}
+            record["steps"].append(done | ({"embedding_tables": table_precision} if tables else {}))
             if acc > best["accuracy"]:
-                best = {"accuracy": acc, "groups": list(excluded), "folder": folder}
+                best = {
+                    "accuracy": acc,
+                    "groups": list(excluded),
+                    "tables": table_precision,
+                    "folder": folder,
+                }
             if drop(acc) <= cfg.max_accuracy_drop:
                 break
         if best["folder"] != out_dir:
             _replace_folder(best["folder"], out_dir)
         record["excluded_groups"] = best["groups"]
         record["excluded_nodes"] = sorted(n for g in best["groups"] for n in groups[g])
+    if tables:
+        record["embedding_tables"] = {"first": first_tables, "chosen": best["tables"]}
     record["validation_accuracy"] = best["accuracy"]
     record["drop_pts"] = drop(best["accuracy"])
     record["within_tolerance"] = record["drop_pts"] <= cfg.max_accuracy_drop

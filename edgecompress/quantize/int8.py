@@ -8,10 +8,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecompress.export.artifact import copy_companions
 from edgecompress.machine import isa_preset
 from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig
 from edgecompress.quantize.context import QuantContext, calibration_samples
-from edgecompress.quantize.guard import guard
+from edgecompress.quantize.guard import TableLadder, guard
 from edgecompress.quantize.registry import register
 
 
@@ -19,23 +20,54 @@ def _preset(name: str) -> str:
     return isa_preset() if name == "auto" else name
 
 
+SATURATING_PRESETS = ("avx2", "avx512")  # u8s8 kernels without VNNI: 16-bit pair sums (vpmaddubsw)
+
+
+def reduce_range(cfg, preset: str) -> bool:
+    """7-bit weights where the preset's int8 kernels saturate, unless the recipe says otherwise."""
+    return preset in SATURATING_PRESETS if cfg.reduce_range is None else cfg.reduce_range
+
+
 def _qconfig(cfg, is_static: bool):
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     preset = _preset(cfg.preset)
-    return preset, getattr(AutoQuantizationConfig, preset)(is_static=is_static, per_channel=cfg.per_channel)
+    qconfig = getattr(AutoQuantizationConfig, preset)(is_static=is_static, per_channel=cfg.per_channel)
+    # set on the config itself: Optimum's avx512_vnni and arm64 presets take no reduce_range argument
+    return preset, dataclasses.replace(qconfig, reduce_range=reduce_range(cfg, preset))
+
+
+TABLE_BITS = {"int4": 4, "int8": 8}
 
 
 @dataclass(frozen=True)
 class BlockTables:
-    """Embedding tables stored as ONNX Runtime GatherBlockQuantized blocks instead of Optimum's int8 Gather."""
+    """Embedding tables stored as ONNX Runtime GatherBlockQuantized blocks instead of Optimum's int8 Gather;
+    ``precision`` fp32 leaves them float (the accuracy guard's last rung)."""
 
-    bits: int
+    precision: str  # int4 | int8 | fp32
     group_size: int
     gathers: tuple[str, ...]  # the fp32 graph's embedding Gather nodes: Optimum leaves them alone
+    shapes: tuple[tuple[str, tuple[int, int]], ...]  # (table, its shape) for each of them
 
-    def record(self, tables: dict | None = None) -> dict:
-        return {"embeddings": f"int{self.bits}", "embedding_group_size": self.group_size, "tables": tables}
+    def at(self, precision: str | None) -> BlockTables:
+        return self if precision is None else dataclasses.replace(self, precision=precision)
+
+    def ladder(self) -> TableLadder:
+        """This precision, then every higher one up to float: the guard's steps for the tables."""
+        rungs = ("int4", "int8", "fp32")
+        return TableLadder(rungs[rungs.index(self.precision) :], self.gathers)
+
+    def record(self, checked: dict) -> dict:
+        """What the tables ended up as: the precision asked, and the one the accuracy guard chose."""
+        chosen = (checked.get("accuracy_guard") or {}).get("embedding_tables", {}).get("chosen")
+        chosen = chosen or self.precision
+        return {
+            "embeddings": chosen,
+            "asked": self.precision,
+            "embedding_group_size": self.group_size,
+            "tables": {} if chosen == "fp32" else {name: list(shape) for name, shape in self.shapes},
+        }
 
 
 def block_tables(cfg, source_dir: Path) -> BlockTables | None:
@@ -46,17 +78,17 @@ def block_tables(cfg, source_dir: Path) -> BlockTables | None:
     from edgecompress.quantize.nbits import embedding_gathers
 
     graph = onnx.load(str(source_dir / "model.onnx"), load_external_data=False).graph
-    names = tuple(node.name for node, _ in embedding_gathers(graph).values())
-    return BlockTables({"int8": 8, "int4": 4}[cfg.embeddings], cfg.embedding_group_size, names)
+    found = embedding_gathers(graph)
+    names = tuple(node.name for node, _ in found.values())
+    shapes = tuple((name, tuple(table.shape)) for name, (_, table) in found.items())
+    return BlockTables(cfg.embeddings, cfg.embedding_group_size, names, shapes)
 
 
 def _quantize(
     source_dir: Path, out_dir: Path, qconfig, ranges=None, blocks: BlockTables | None = None
-) -> dict:
+) -> None:
     """Optimum's ORTQuantizer on ``source_dir``; with ``blocks`` the embedding Gathers are left to it as float
-    and then rewritten as GatherBlockQuantized. Returns the block tables' shapes (or {})."""
-    import shutil
-
+    and then (unless ``blocks.precision`` is fp32) rewritten as GatherBlockQuantized."""
     from optimum.onnxruntime import ORTQuantizer
 
     if blocks is not None:
@@ -67,39 +99,34 @@ def _quantize(
     quantizer.quantize(
         save_dir=out_dir, quantization_config=qconfig, file_suffix=None, calibration_tensors_range=ranges
     )
-    for (
-        path
-    ) in source_dir.iterdir():  # what Optimum does not carry for a model it does not know (config.json)
-        if path.is_file() and path.suffix != ".onnx" and path.name not in ("manifest.json", "stage.json"):
-            if not (out_dir / path.name).exists():
-                shutil.copy2(path, out_dir / path.name)
-    if blocks is None:
-        return {}
+    copy_companions(source_dir, out_dir)  # what Optimum does not carry for a model it does not know
+    if blocks is None or blocks.precision == "fp32":
+        return
     import onnx
 
     from edgecompress.quantize.nbits import block_quantize_embeddings
 
     model = onnx.load(str(out_dir / "model.onnx"))
-    tables = block_quantize_embeddings(model, blocks.bits, blocks.group_size)
+    block_quantize_embeddings(model, TABLE_BITS[blocks.precision], blocks.group_size, names=blocks.gathers)
     onnx.save(model, str(out_dir / "model.onnx"))
-    return tables
 
 
 @register(Int8DynamicConfig)
 def int8_dynamic(cfg: Int8DynamicConfig, source_dir: Path, out_dir: Path, ctx: QuantContext) -> dict:
     preset, qconfig = _qconfig(cfg, is_static=False)
-    blocks, tables = block_tables(cfg, source_dir), {}
+    blocks = block_tables(cfg, source_dir)
 
-    def build(dst: Path, qc) -> None:
-        tables.update(_quantize(source_dir, dst, qc, blocks=blocks))
+    def build(dst: Path, qc, table_precision: str | None) -> None:
+        _quantize(source_dir, dst, qc, blocks=blocks and blocks.at(table_precision))
 
-    checked = guard(cfg, qconfig, build, source_dir, out_dir, ctx)
+    checked = guard(cfg, qconfig, build, source_dir, out_dir, ctx, blocks and blocks.ladder())
     return {
         "precision": "int8",
         "method": "dynamic",
         "preset": preset,
         "per_channel": cfg.per_channel,
-        "embedding_tables": blocks.record(tables) if blocks else {"embeddings": "per_tensor"},
+        "reduce_range": reduce_range(cfg, preset),
+        "embedding_tables": blocks.record(checked) if blocks else {"embeddings": "per_tensor"},
         **checked,
     }
 
@@ -142,7 +169,7 @@ def int8_static(cfg: Int8StaticConfig, source_dir: Path, out_dir: Path, ctx: Qua
     samples = calibration_samples(ctx, AutoTokenizer.from_pretrained(source_dir), cfg.calibration_samples)
     # the calibrator runs in the scratch directory: make every path absolute first
     source_dir, out_dir, scratch = source_dir.resolve(), out_dir.resolve(), ctx.scratch.resolve()
-    blocks, tables = block_tables(cfg, source_dir), {}
+    blocks = block_tables(cfg, source_dir)
     quantizer = ORTQuantizer.from_pretrained(source_dir, file_name="model.onnx")
     # calibration writes an augmented model (and a model-sized .data file) next to it: keep that in scratch
     with _working_dir(scratch):
@@ -153,16 +180,17 @@ def int8_static(cfg: Int8StaticConfig, source_dir: Path, out_dir: Path, ctx: Qua
             operators_to_quantize=qconfig.operators_to_quantize,
         )
 
-    def build(dst: Path, qc) -> None:
-        tables.update(_quantize(source_dir, dst, qc, ranges, blocks))
+    def build(dst: Path, qc, table_precision: str | None) -> None:
+        _quantize(source_dir, dst, qc, ranges, blocks and blocks.at(table_precision))
 
-    checked = guard(cfg, qconfig, build, source_dir, out_dir, ctx)
+    checked = guard(cfg, qconfig, build, source_dir, out_dir, ctx, blocks and blocks.ladder())
     return {
         "precision": "int8",
         "method": "static",
         "preset": preset,
         "per_channel": cfg.per_channel,
+        "reduce_range": reduce_range(cfg, preset),
         "calibration": {"samples": len(samples), "method": cfg.calibration_method},
-        "embedding_tables": blocks.record(tables) if blocks else {"embeddings": "per_tensor"},
+        "embedding_tables": blocks.record(checked) if blocks else {"embeddings": "per_tensor"},
         **checked,
     }

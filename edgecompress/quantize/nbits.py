@@ -16,6 +16,7 @@ low nibble), scales [N*K/g] and zero points uint8 [N, ceil(K/g*bits/8)] packed t
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -253,10 +254,15 @@ def embedding_gathers(graph) -> dict[str, tuple]:
     return found
 
 
-def block_quantize_embeddings(model, bits: int, group_size: int, half_scales: bool = True) -> dict:
-    """Every embedding table of ``model`` (an onnx.ModelProto, edited in place) as a symmetric
-    GatherBlockQuantized table (fp16 scales by default); returns the tables' names and shapes."""
+def block_quantize_embeddings(
+    model, bits: int, group_size: int, half_scales: bool = True, names: Collection[str] | None = None
+) -> dict:
+    """Every embedding table of ``model`` (an onnx.ModelProto, edited in place), or those read by the Gather
+    nodes ``names``, as a symmetric GatherBlockQuantized table (fp16 scales by default); returns the tables'
+    names and shapes."""
     gathers = embedding_gathers(model.graph)
+    if names is not None:
+        gathers = {table: found for table, found in gathers.items() if found[0].name in names}
     for width in {table.shape[1] for _, table in gathers.values()}:
         if width % group_size:
             raise StageError(

@@ -16,7 +16,7 @@ from edgecompress.quantize.config import QuantVariantConfig
 from edgecompress.quantize.context import QuantContext
 from edgecompress.quantize.registry import quantize
 
-STAGE_VERSION = 2
+STAGE_VERSION = 4  # 3: block-quantized embedding tables in the guard's ladder; 4: 7-bit weights on avx2/avx512
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
 from pathlib import Path
 
 from edgecompress.errors import RecipeError, StageError
-from edgecompress.export.artifact import MANIFEST, read_manifest
+from edgecompress.export.artifact import copy_companions, read_manifest
 from edgecompress.quantize import inc
 from edgecompress.quantize.config import WeightOnlyConfig
 from edgecompress.quantize.context import QuantContext, calibration_samples
@@ -29,7 +28,6 @@ from edgecompress.quantize.nbits import (
 from edgecompress.quantize.registry import register
 from edgecompress.training.metrics import split_metrics
 
-_NOT_COPIED = {MANIFEST, "stage.json", "model.onnx", "ort_config.json"}
 _TABLES_APPLIED = "_edgecompress_quantized_tables"
 
 
@@ -195,9 +193,7 @@ def weight_only(cfg: WeightOnlyConfig, source_dir: Path, out_dir: Path, ctx: Qua
     graph_info = rewrite_graph(graph_model, matmuls, layers, gathers, tables, cfg.accuracy_level)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx.save(graph_model, str(out_dir / "model.onnx"))
-    for path in source_dir.iterdir():
-        if path.is_file() and path.name not in _NOT_COPIED:
-            shutil.copy2(path, out_dir / path.name)
+    copy_companions(source_dir, out_dir)
 
     # the artifact must be INC's model: compare logits on the whole validation split
     reference = torch_logits(qmodel, tokenizer, texts, ctx.max_length, batch_size=64, pairs=pairs)

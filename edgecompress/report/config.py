@@ -9,3 +9,10 @@ from edgecompress.config_base import StageConfig
 
 class ReportConfig(StageConfig):
     plots: bool = Field(True, description="Write PNG plots (accuracy vs latency, size per variant).")
+    max_accuracy_drop: float = Field(
+        1.0,
+        ge=0,
+        description="The fastest and smallest variants named in the report are picked among those not flagged "
+        "by their own quantizer check whose validation accuracy is at most this many points below the "
+        "teacher's; the same rule for every variant (test figures never decide).",
+    )

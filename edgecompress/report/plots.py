@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgecompress.pareto import pareto_front
+
 
 def _pyplot():
     import matplotlib
@@ -12,16 +14,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def pareto_front(points: list[dict], x: str = "latency_ms_p50", y: str = "accuracy") -> list[dict]:
-    """The points no other point beats on both axes (lower ``x``, higher ``y``), by increasing ``x``."""
-    front, best = [], float("-inf")
-    for p in sorted(points, key=lambda p: (p[x], -p[y])):
-        if p[y] > best:
-            front.append(p)
-            best = p[y]
-    return front
 
 
 def _label_positions(xy: list[tuple[float, float]], min_gap: float) -> list[float]:
@@ -62,7 +54,7 @@ def accuracy_vs_latency(rows: list[dict], path: Path, title: str = "Accuracy vs 
         lw=1,
         ls="--",
         zorder=2,
-        label="Pareto front (faster or more accurate than every other point)",
+        label="Pareto front (every point at least as fast is less accurate)",
     )
     ax.scatter(
         [p["latency_ms_p50"] for p in front],

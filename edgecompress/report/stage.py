@@ -35,45 +35,83 @@ class ReportInputs:
     data: dict | None = None  # the data stage's record (split sizes, what was dropped)
 
 
-_METRICS = ("accuracy", "f1_macro", "size_mb", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99")
+_METRICS = (
+    "accuracy",
+    "f1_macro",
+    "validation_accuracy",
+    "size_mb",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "latency_ms_p99",
+)
 _EXTRA_METRICS = ("check", "flagged", "peak_rss_mb", "ort_size_mb", "ort_runs")
 
 
-def checks_section(benchmark: dict, best: dict) -> list[str]:
-    """What each quantizer checked: the int8 accuracy guard, INC -> ONNX agreement, autotune trials."""
-    md: list[str] = []
-    if best:
+_TABLES = {"int4": "int4 blocks", "int8": "int8 blocks", "fp32": "float", "per_tensor": "Optimum's int8"}
+
+
+def choice_lines(best: dict) -> list[str]:
+    """Which variants are fastest and smallest, the one rule that picked them, and what it left out and why."""
+    if best.get("fastest"):
+        md = [f"Fastest at batch 1, 1 thread: `{best['fastest']}`; smallest: `{best['smallest']}`."]
+    else:
+        md = ["No variant meets the rule for fastest and smallest."]
+    md += [f"Rule, the same for every variant: {best['rule']}.", ""]
+    if best["excluded"]:
         md += [
-            f"Fastest at batch 1, 1 thread: `{best['fastest']}`; smallest: `{best['smallest']}` "
-            "(both among variants within their accuracy checks, teacher excluded).",
+            "Excluded, never picked above: "
+            + "; ".join(f"`{v}` ({why})" for v, why in best["excluded"].items())
+            + ".",
             "",
         ]
-        if best["flagged"]:
-            md += [
-                "Over their accuracy budget, never picked above: "
-                + ", ".join(f"`{v}`" for v in best["flagged"])
-                + ".",
-                "",
-            ]
+    return md
+
+
+def guard_lines(guard: dict) -> list[str]:
+    """The int8 accuracy guard's verdict, what it kept in float, the embedding tables' precision, and its
+    measurements."""
+    verdict = "within" if guard["within_tolerance"] else "**over**"
+    tables = guard.get("embedding_tables")
+    if tables:
+        first, chosen = _TABLES[tables["first"]], _TABLES[tables["chosen"]]
+        tables_text = (
+            f"; embedding tables: {first} -> {chosen}" if chosen != first else f"; embedding tables: {first}"
+        )
+    else:
+        tables_text = ""
+    md = [
+        f"- Accuracy guard: validation accuracy {guard['validation_accuracy']:.4f} vs fp32 "
+        f"{guard['fp32_validation_accuracy']:.4f} ({guard['drop_pts']:+.2f} pts lost, {verdict} the "
+        f"{guard['max_accuracy_drop']:g}-point budget); kept in float: "
+        f"{', '.join(guard['excluded_groups']) or 'nothing'} ({len(guard['excluded_nodes'])} nodes){tables_text}."
+    ]
+    if guard["sensitivity"]:
+        ranked = sorted(guard["sensitivity"].items(), key=lambda kv: kv[1])
+        rungs = (
+            " embeddings:int8 / embeddings:fp32 = the embedding tables as int8 blocks / float;"
+            if tables
+            else ""
+        )
+        md.append(
+            "- Measured sensitivity (logit MSE vs fp32 with the group kept in float;"
+            + rungs
+            + " lower = that step matters more): "
+            + ", ".join(f"{g} {v:.3g}" for g, v in ranked)
+            + "."
+        )
+    return md
+
+
+def checks_section(benchmark: dict) -> list[str]:
+    """What each quantizer checked: the int8 accuracy guard, INC -> ONNX agreement, autotune trials."""
+    md: list[str] = []
     for name, res in benchmark["variants"].items():
         guard, inc, tune = res.get("accuracy_guard"), res.get("inc_vs_onnx"), res.get("autotune")
         if not (guard or inc or tune):
             continue
         md += [f"### {name}", ""]
         if guard:
-            verdict = "within" if guard["within_tolerance"] else "**over**"
-            md.append(
-                f"- Accuracy guard: validation accuracy {guard['validation_accuracy']:.4f} vs fp32 "
-                f"{guard['fp32_validation_accuracy']:.4f} ({guard['drop_pts']:+.2f} pts lost, {verdict} the "
-                f"{guard['max_accuracy_drop']:g}-point budget); kept in float: "
-                f"{', '.join(guard['excluded_groups']) or 'nothing'} ({len(guard['excluded_nodes'])} nodes)."
-            )
-            if guard["sensitivity"]:
-                ranked = sorted(guard["sensitivity"].items(), key=lambda kv: kv[1])
-                md.append(
-                    "- Measured sensitivity (logit MSE vs fp32 with the group kept in float; lower = that group "
-                    "matters more): " + ", ".join(f"{g} {v:.3g}" for g, v in ranked) + "."
-                )
+            md += guard_lines(guard)
         if inc:
             md.append(
                 f"- INC PyTorch model vs this ONNX artifact on {inc['samples']} validation examples: argmax "
@@ -108,11 +146,8 @@ def _as_configured(trial: dict) -> str:
     )
 
 
-def _optional_sections(benchmark: dict, rows: list[dict], baseline: str) -> list[str]:
-    md: list[str] = []
-    checks = checks_section(benchmark, pick_best(rows, baseline))
-    if checks:
-        md += ["## Accuracy checks", "", *checks]
+def _optional_sections(benchmark: dict, rows: list[dict], best: dict) -> list[str]:
+    md = ["## Accuracy checks", "", *choice_lines(best), *checks_section(benchmark)]
     mobile = mobile_table(rows)
     if mobile:
         profile = benchmark.get("mobile") or {}
@@ -213,6 +248,7 @@ def run(cfg: ReportConfig, inputs: ReportInputs, ctx: StageContext, out_dir: Pat
             {k: row[k] for k in _METRICS + _EXTRA_METRICS if k in row},
         )
     table = markdown_table(rows, baseline)
+    best = pick_best(rows, baseline, cfg.max_accuracy_drop)
     machine = benchmark["machine"]
     pictures = []
     if cfg.plots:
@@ -243,7 +279,7 @@ def run(cfg: ReportConfig, inputs: ReportInputs, ctx: StageContext, out_dir: Pat
         *[f"![{p}]({p})" for p in pictures],
         "",
         *prune_lines,
-        *_optional_sections(benchmark, rows, baseline),
+        *_optional_sections(benchmark, rows, best),
         "",
         "## Stages",
         "",
@@ -261,7 +297,7 @@ def run(cfg: ReportConfig, inputs: ReportInputs, ctx: StageContext, out_dir: Pat
         "rows": rows,
         "latency": benchmark["latency"],
         "stages": stages,
-        "best": pick_best(rows, baseline),
+        "best": best,
         "mobile": {"profile": benchmark.get("mobile"), "ort": mobile or {}},
     }
     write_json(report, run_dir / "report.json")

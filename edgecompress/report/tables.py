@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+from edgecompress.pareto import against
+
 HEADLINE = {"batch_size": 1, "threads": 1}  # the mobile-class profile: batch 1, one thread
 
 
@@ -22,6 +24,8 @@ def _checks(res: dict) -> dict:
         out["guard_max_drop_pts"] = guard["max_accuracy_drop"]
         out["guard_excluded_groups"] = " ".join(guard["excluded_groups"])
         out["guard_excluded_nodes"] = len(guard["excluded_nodes"])
+        if guard.get("embedding_tables"):
+            out["guard_embedding_tables"] = guard["embedding_tables"]["chosen"]
     inc = res.get("inc_vs_onnx")
     if inc:
         out["inc_onnx_agreement"] = inc["argmax_agreement"]
@@ -84,6 +88,8 @@ def build_rows(benchmark: dict, baseline: str, mobile: dict[str, dict] | None = 
             "accuracy": res["accuracy"],
             "f1_macro": res["f1_macro"],
             "test_samples": res.get("test_samples"),
+            "validation_accuracy": res.get("validation_accuracy"),
+            "validation_f1_macro": res.get("validation_f1_macro"),
             "latency_ms_p50": lat[head]["p50_ms"],
             "latency_ms_p90": lat[head]["p90_ms"],
             "latency_ms_p99": lat[head]["p99_ms"],
@@ -97,9 +103,7 @@ def build_rows(benchmark: dict, baseline: str, mobile: dict[str, dict] | None = 
         rows.append(row)
     base = next((r for r in rows if r["variant"] == baseline), rows[0])
     for row in rows:
-        row["x_smaller"] = base["size_mb"] / row["size_mb"]
-        row["x_faster"] = base["latency_ms_p50"] / row["latency_ms_p50"]
-        row["accuracy_delta_pts"] = 100 * (row["accuracy"] - base["accuracy"])
+        row.update(against(base, row))
     return rows
 
 
@@ -112,6 +116,7 @@ def markdown_table(rows: list[dict], baseline: str) -> str:
         ("accuracy", "accuracy", "{:.4f}"),
         ("accuracy_delta_pts", "Δacc (pts)", "{:+.2f}"),
         ("f1_macro", "macro-F1", "{:.4f}"),
+        ("validation_accuracy", "validation accuracy", "{:.4f}"),
         ("latency_ms_p50", "p50 ms (b1, 1 thr)", "{:.2f}"),
         ("latency_ms_p90", "p90 ms", "{:.2f}"),
         ("x_faster", "x faster", "{:.1f}"),
@@ -141,21 +146,52 @@ def markdown_table(rows: list[dict], baseline: str) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        f"Ratios and Δacc are against `{baseline}`. Latency: ONNX Runtime on CPU, median of timed runs."
+        f"Ratios and Δacc are against `{baseline}`. Accuracy and macro-F1: the test split; validation accuracy "
+        "is what variants are chosen on. Latency: ONNX Runtime on CPU, median of timed runs."
     )
     return "\n".join(lines)
 
 
-def pick_best(rows: list[dict], baseline: str) -> dict:
-    """Fastest (batch 1, 1 thread) and smallest variants, never one flagged as over its accuracy budget."""
-    candidates = [r for r in rows if r["variant"] != baseline and not r.get("flagged")]
-    if not candidates:
-        return {}
-    return {
-        "fastest": min(candidates, key=lambda r: r["latency_ms_p50"])["variant"],
-        "smallest": min(candidates, key=lambda r: r["size_mb"])["variant"],
+def pick_best(rows: list[dict], baseline: str, max_accuracy_drop: float = 1.0) -> dict:
+    """Fastest (batch 1, 1 thread) and smallest variants by one rule for every variant: not flagged by its own
+    quantizer check, and validation accuracy at most ``max_accuracy_drop`` points below ``baseline``'s (the
+    teacher's). Chosen on validation figures: test figures never decide.
+
+    Returns the picks (absent when no variant qualifies), the rule in words, and every variant it excluded
+    with the reason.
+    """
+    base = next((r for r in rows if r["variant"] == baseline), {})
+    floor_acc = base.get("validation_accuracy")
+    excluded: dict[str, str] = {}
+    for r in rows:
+        name, acc = r["variant"], r.get("validation_accuracy")
+        if name == baseline:
+            continue
+        if r.get("flagged"):
+            excluded[name] = f"its own check: {r['check']}"
+        elif acc is None or floor_acc is None:
+            excluded[name] = f"no validation accuracy measured for {name if acc is None else baseline}"
+        elif 100 * (floor_acc - acc) > max_accuracy_drop + 1e-9:
+            excluded[name] = (
+                f"validation accuracy {acc:.4f}, {100 * (floor_acc - acc):.2f} pts below {baseline} "
+                f"(> {max_accuracy_drop:g})"
+            )
+    reference = f" ({floor_acc:.4f})" if floor_acc is not None else ""
+    best: dict = {
+        "rule": f"not flagged by its own quantizer check, and validation accuracy at most "
+        f"{max_accuracy_drop:g} points below {baseline}'s{reference} (report.max_accuracy_drop; chosen on "
+        "validation, test figures never decide)",
+        "max_accuracy_drop": max_accuracy_drop,
+        "baseline": baseline,
+        "baseline_validation_accuracy": floor_acc,
+        "excluded": excluded,
         "flagged": [r["variant"] for r in rows if r.get("flagged")],
     }
+    candidates = [r for r in rows if r["variant"] != baseline and r["variant"] not in excluded]
+    if candidates:
+        best["fastest"] = min(candidates, key=lambda r: r["latency_ms_p50"])["variant"]
+        best["smallest"] = min(candidates, key=lambda r: r["size_mb"])["variant"]
+    return best
 
 
 def mobile_table(rows: list[dict]) -> str:

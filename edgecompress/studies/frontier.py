@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgecompress.errors import EdgeCompressError
-from edgecompress.report.plots import pareto_front
+from edgecompress.pareto import against, pareto_front
 
 
 @dataclass(frozen=True)
@@ -19,22 +19,92 @@ class Point:
     variant: str
     kind: str  # run | sweep | peer
     folder: Path
+    stale: str | None = None  # the first stage of its chain the recipe and code would build otherwise now
 
 
-def sweep_points(run_dir: Path) -> list[Point]:
-    path = run_dir / "sweep" / "sweep.json"
+def result_rows(path: Path, fields: tuple[str, ...]) -> list[dict]:
+    """The ``rows`` of a sweep.json / peers.json, each with ``fields``; anything else is a one-line error."""
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        missing = next(((i, f) for i, r in enumerate(rows) for f in fields if f not in r), None)
+    except (ValueError, KeyError, TypeError):
+        raise EdgeCompressError(
+            "not a results file (a JSON object with a 'rows' list)", where=str(path)
+        ) from None
+    if missing is not None:
+        raise EdgeCompressError(f"row {missing[0]} has no '{missing[1]}'", where=str(path))
+    return rows
+
+
+def rebuilt(pipe, build) -> tuple[Path | None, str | None]:
+    """``(folder, None)`` when ``build(pipe)`` finds every stage it needs finished with the key the recipe and
+    code give it now (``pipe`` only reuses stages: nothing is trained here); else ``(None, why)``."""
+    from edgecompress.pipeline import StaleStage
+
+    try:
+        return build(pipe), None
+    except StaleStage as exc:
+        return None, f"{exc.where} differs"
+    except EdgeCompressError as exc:  # e.g. the recipe no longer builds such a variant
+        return None, exc.message
+
+
+def _point(row: dict, kind: str, folder: Path | None, why: str | None, run_dir: Path) -> Point:
+    if why is None and folder.name != row["variant"]:
+        why = f"the recipe builds it as {folder.name}"
+    return Point(row["variant"], kind, run_dir / "models" / row["variant"], why)
+
+
+def sweep_points(pipe) -> list[Point]:
+    """The sparsity sweep's points (<run>/sweep/sweep.json), each checked against what the recipe builds now."""
+    from edgecompress.studies.sweep import SweepPoint, build_point, final_variant_config
+
+    path = pipe.run_dir / "sweep" / "sweep.json"
     if not path.is_file():
         return []
-    rows = json.loads(path.read_text())["rows"]
-    return [Point(r["variant"], "sweep", run_dir / "models" / r["variant"]) for r in rows]
+    points = []
+    for row in result_rows(path, ("variant", "layers", "fraction")):
+        point = SweepPoint(row["layers"], row["fraction"])
+        variant = row["variant"].removeprefix(f"sweep-{point.name}-")
+
+        def build(p, point=point, variant=variant):
+            return build_point(p, point, final_variant_config(p, variant))["quantized"]
+
+        points.append(_point(row, "sweep", *rebuilt(pipe, build), pipe.run_dir))
+    return points
 
 
-def peer_points(run_dir: Path) -> list[Point]:
-    path = run_dir / "peers" / "peers.json"
+def peer_points(pipe) -> list[Point]:
+    """Peers (1)-(3) of <run>/peers/peers.json, each checked against what the recipe builds now; (4) is one
+    of the run's own variants."""
+    from edgecompress.studies.peers import PEERS, peer_model
+
+    path = pipe.run_dir / "peers" / "peers.json"
     if not path.is_file():
         return []
-    rows = json.loads(path.read_text())["rows"]
-    return [Point(r["variant"], "peer", run_dir / "models" / r["variant"]) for r in rows if r["peer"] != "4"]
+    points = []
+    for row in result_rows(path, ("peer", "variant")):
+        if row["peer"] == "4":
+            continue
+        if row["peer"] not in PEERS:
+            raise EdgeCompressError(f"unknown peer '{row['peer']}'", where=str(path))
+        found = rebuilt(pipe, lambda p, label=row["peer"]: peer_model(p, label))
+        points.append(_point(row, "peer", *found, pipe.run_dir))
+    return points
+
+
+def current_points(points: list[Point], allow_stale: bool) -> list[Point]:
+    """``points``, refused in one line when some were built from another recipe or code than the run's
+    (``allow_stale``: kept, their kind marked stale)."""
+    stale = [p for p in points if p.stale]
+    if stale and not allow_stale:
+        named = "; ".join(f"{p.variant} ({p.stale})" for p in stale)
+        raise EdgeCompressError(
+            f"{len(stale)} points were built from another recipe or code than this run: {named}; rebuild them "
+            "(benchmarks/sparsity_curve.py, benchmarks/peers.py), or pass --allow-stale to measure them anyway",
+            where="frontier",
+        )
+    return [replace(p, kind=f"{p.kind} (stale)") if p.stale else p for p in points]
 
 
 def frontier_rows(benchmark: dict, points: list[Point], baseline: str) -> list[dict]:
@@ -58,9 +128,7 @@ def frontier_rows(benchmark: dict, points: list[Point], baseline: str) -> list[d
     base = next(r for r in rows if r["variant"] == baseline)
     front = {r["variant"] for r in pareto_front(rows)}
     for r in rows:
-        r["x_smaller"] = base["size_mb"] / r["size_mb"]
-        r["x_faster"] = base["latency_ms_p50"] / r["latency_ms_p50"]
-        r["accuracy_delta_pts"] = 100 * (r["accuracy"] - base["accuracy"])
+        r.update(against(base, r))
         r["pareto"] = r["variant"] in front
     return rows
 
@@ -83,7 +151,8 @@ def frontier_table(rows: list[dict]) -> str:
 
 def seed_recipe(recipe, seed: int, run_dir: Path):
     """The recipe trained from another seed over the same data split, in a run folder beside ``run_dir``."""
-    data = recipe.data.model_copy(update={"split_seed": recipe.data.split_seed or recipe.seed})
+    split_seed = recipe.seed if recipe.data.split_seed is None else recipe.data.split_seed  # 0 is a seed
+    data = recipe.data.model_copy(update={"split_seed": split_seed})
     output = str(run_dir.parent / f"{run_dir.name}-seed{seed}")
     return recipe.model_copy(update={"seed": seed, "data": data, "output_dir": output})
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecompress.errors import EdgeCompressError
+from edgecompress.pareto import against
 from edgecompress.quantize.config import Int8DynamicConfig
 
 PEERS = {
@@ -82,19 +83,28 @@ def stale_fields(built_with: dict, recipe: dict) -> list[str]:
     return [k for k in SHARED_FIELDS if built_with.get(k) != recipe.get(k)]
 
 
-def build_peers(pipe, ours: str) -> dict[str, tuple[str, Path]]:
-    """Peer label -> (variant name, folder): builds (or reuses) peers 1-3 as stages of ``pipe``'s run."""
+ABLATION_MODES = {"2": "labels", "3": "kd"}  # peers that are the recipe's student trained another way
+
+
+def peer_model(pipe, label: str) -> Path:
+    """Build (or reuse) peer ``label`` (1-3) as stages of ``pipe``'s run; returns its variant folder."""
     from edgecompress.pipeline import TEACHER_VARIANT
     from edgecompress.studies.ablation import ablation_student
 
-    ours_dir = finished_variant(pipe.run_dir, ours)
     qcfg = peer_quant_config(pipe.recipe)
-    pipe.export(TEACHER_VARIANT, pipe.teacher())
-    peers = {"1": pipe.quantize(TEACHER_VARIANT, qcfg)}
-    for label, mode in (("2", "labels"), ("3", "kd")):
-        fp32 = f"ablation-{mode}-fp32"
-        pipe.export(fp32, ablation_student(pipe, mode))
-        peers[label] = pipe.quantize(fp32, qcfg)
+    if label == BASELINE:
+        pipe.export(TEACHER_VARIANT, pipe.teacher())
+        return pipe.quantize(TEACHER_VARIANT, qcfg)
+    mode = ABLATION_MODES[label]
+    fp32 = f"ablation-{mode}-fp32"
+    pipe.export(fp32, ablation_student(pipe, mode))
+    return pipe.quantize(fp32, qcfg)
+
+
+def build_peers(pipe, ours: str) -> dict[str, tuple[str, Path]]:
+    """Peer label -> (variant name, folder): builds (or reuses) peers 1-3 as stages of ``pipe``'s run."""
+    ours_dir = finished_variant(pipe.run_dir, ours)
+    peers = {label: peer_model(pipe, label) for label in (BASELINE, *ABLATION_MODES)}
     out = {label: (folder.name, folder) for label, folder in peers.items()}
     if ours_dir.name in {name for name, _ in out.values()}:
         raise EdgeCompressError(f"'{ours}' is one of the peers; pick the run's own artifact", where="--ours")
@@ -136,12 +146,10 @@ def peer_rows(benchmark: dict, peers: dict[str, tuple[str, Path]]) -> list[dict]
         rows.append(row)
     base = next(r for r in rows if r["peer"] == BASELINE)
     for row in rows:
-        row["x_smaller"] = base["size_mb"] / row["size_mb"]
-        for key in [k for k in row if k.startswith(("p50_ms", "p90_ms"))]:
-            row[f"x_faster_{key}"] = base[key] / row[key]
+        latency = [k for k in row if k.startswith(("p50_ms", "p90_ms"))]
+        row.update(against(base, row, {f"x_faster_{k}": k for k in latency}))
         for key in [k for k in row if k.startswith("throughput_")]:
             row[f"x_{key}"] = row[key] / base[key]
-        row["accuracy_delta_pts"] = 100 * (row["accuracy"] - base["accuracy"])
         row["f1_delta_pts"] = 100 * (row["f1_macro"] - base["f1_macro"])
     return rows
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edgecompress.config_base import StageConfig
 from edgecompress.training.config import TrainingConfig
@@ -20,6 +20,28 @@ class TeacherConfig(StageConfig):
         "auto",
         description="auto: fine-tune unless the checkpoint already has a classification head for these labels.",
     )
+    head_labels: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="The data label of each row of the checkpoint's classification head, in row order (e.g. "
+        "[negative, positive]), for a checkpoint whose config names its rows only LABEL_0, LABEL_1, ...: such "
+        "names say nothing about which row is which label, so without head_labels the head does not count as "
+        "one for the data's labels (auto fine-tunes, with a warning; never is refused). null: the names in the "
+        "checkpoint's config.",
+    )
+
+    @field_validator("head_labels")
+    @classmethod
+    def _distinct_names(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None:
+            lowered = [n.strip().lower() for n in names]
+            if "" in lowered:
+                raise ValueError("an empty name")
+            twice = sorted({n for n in names if lowered.count(n.strip().lower()) > 1})
+            if twice:
+                raise ValueError(f"{', '.join(twice)} named twice (each row is one label)")
+        return names
+
     training: TrainingConfig = Field(
         default_factory=lambda: TrainingConfig(epochs=2, learning_rate=1e-4),
         description="Fine-tuning settings.",

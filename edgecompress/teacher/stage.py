@@ -8,12 +8,18 @@ import torch.nn.functional as F
 
 from edgecompress.context import StageContext
 from edgecompress.errors import RecipeError
-from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
+from edgecompress.modeling.loading import (
+    load_classifier,
+    load_config,
+    load_tokenizer,
+    placeholder_head_names,
+    resolve,
+)
 from edgecompress.teacher.config import TeacherConfig
 from edgecompress.training.batching import EncodedSplit, make_loader
 from edgecompress.training.loop import TrainingRecord, evaluate, fit, training_record
 
-STAGE_VERSION = 3
+STAGE_VERSION = 4
 
 
 class TeacherRecord(TrainingRecord, total=False):
@@ -28,12 +34,32 @@ def ce_loss(model, batch, _extras):
     return loss, {"ce": float(loss.detach())}
 
 
+def refuse_or_warn_placeholder_head(cfg: TeacherConfig, config, labels: list[str], log) -> None:
+    """A head whose rows are named only LABEL_0, LABEL_1, ... is not taken for the data's labels: ``never`` is
+    refused (nothing would train a head we cannot read), ``auto`` fine-tunes one, with one warning line."""
+    if not placeholder_head_names(config):
+        return
+    rows = ", ".join(str(config.id2label[i]) for i in range(config.num_labels))
+    what = f"'{cfg.model}' names its head rows only {rows}, which says nothing about which of {', '.join(labels)}"
+    if cfg.finetune == "never":
+        raise RecipeError(
+            f"'never', but {what} each row is; set teacher.head_labels to the label of each row, in row order",
+            where="teacher.finetune",
+        )
+    log(
+        f"warning: teacher.head_labels: {what} each row is: fine-tuning a head (set head_labels to the label of "
+        "each row, in row order, to use the checkpoint's head as it is)"
+    )
+
+
 def run(cfg: TeacherConfig, inputs: None, ctx: StageContext, out_dir: Path) -> TeacherRecord:
     """Writes ``out_dir`` (a transformers model folder with tokenizer); the data comes from ``ctx``."""
     data, accelerator = ctx.data, ctx.accelerator
     src = resolve(cfg.model, "teacher.model", cfg.revision, cfg.trust_remote_code)
     tokenizer = load_tokenizer(src)
-    model, has_head = load_classifier(src, data.labels)
+    if cfg.head_labels is None and cfg.finetune != "always":
+        refuse_or_warn_placeholder_head(cfg, load_config(src), data.labels, ctx.log)
+    model, has_head = load_classifier(src, data.labels, head_labels=cfg.head_labels)
     if cfg.finetune == "never" and not has_head:
         raise RecipeError(
             f"'never', but '{cfg.model}' has no classification head for the labels {data.labels}",

@@ -21,7 +21,6 @@ class Precision:
     asked, why."""
 
     used: str
-    asked: str
     note: str | None = None
 
 
@@ -33,22 +32,22 @@ def resolve_precision(
     honour falls back to fp32 with a note (a warning for the user), never silently."""
     if on_cuda:
         if asked == "auto":
-            return Precision("bf16" if cuda_bf16 else "no", asked)
+            return Precision("bf16" if cuda_bf16 else "no")
         if asked == "bf16" and not cuda_bf16:
-            return Precision("no", asked, "bf16 asked, but this GPU has no bf16 arithmetic: training in fp32")
-        return Precision(asked, asked)
+            return Precision("no", "bf16 asked, but this GPU has no bf16 arithmetic: training in fp32")
+        return Precision(asked)
     has_bf16 = any(flag in cpu_flags for flag in CPU_BF16_FLAGS)
     if asked == "auto":
-        return Precision("bf16" if has_bf16 else "no", asked)
+        return Precision("bf16" if has_bf16 else "no")
     if asked == "bf16" and not has_bf16:
         return Precision(
-            "no", asked, f"bf16 asked, but this CPU has none of {', '.join(CPU_BF16_FLAGS)}: training in fp32"
+            "no", f"bf16 asked, but this CPU has none of {', '.join(CPU_BF16_FLAGS)}: training in fp32"
         )
     if asked == "fp16":
         return Precision(
-            "no", asked, "fp16 autocast needs a CUDA GPU: training on this CPU in fp32 (use bf16 or auto)"
+            "no", "fp16 autocast needs a CUDA GPU: training on this CPU in fp32 (use bf16 or auto)"
         )
-    return Precision(asked, asked)
+    return Precision(asked)
 
 
 def make_accelerator(

@@ -9,21 +9,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from edgecompress.data.examples import Example
+from edgecompress.data.examples import Example, pair_texts
 
 
 class EncodedSplit(Dataset):
     """One split, tokenised once; items are dicts of int lists plus ``labels``."""
 
     def __init__(self, tokenizer, examples: Sequence[Example], label_ids: Sequence[int], max_length: int):
-        pairs = [ex.text_pair for ex in examples] if examples and examples[0].text_pair is not None else None
-        enc = tokenizer([ex.text for ex in examples], pairs, truncation=True, max_length=max_length)
+        enc = tokenizer(
+            [ex.text for ex in examples], pair_texts(examples), truncation=True, max_length=max_length
+        )
         self.keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         self.columns = {k: enc[k] for k in self.keys}
         self.labels = list(label_ids)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.extras: dict[str, np.ndarray] = {}  # per-example arrays carried into batches (teacher outputs)
-        self.with_index = False  # batches carry "index" (each example's position in the split)
 
     def attach(self, arrays: dict[str, np.ndarray]) -> None:
         """Per-example arrays (one row per example) that batches then carry as float tensors."""
@@ -40,8 +40,6 @@ class EncodedSplit(Dataset):
         item["labels"] = self.labels[i]
         for name, values in self.extras.items():
             item[name] = values[i]
-        if self.with_index:
-            item["index"] = i
         return item
 
     @property
@@ -59,8 +57,6 @@ class EncodedSplit(Dataset):
         batch["labels"] = torch.tensor([it["labels"] for it in items], dtype=torch.long)
         for name in self.extras:
             batch[name] = torch.from_numpy(np.stack([it[name] for it in items]).astype(np.float32))
-        if self.with_index:
-            batch["index"] = torch.tensor([it["index"] for it in items], dtype=torch.long)
         return batch
 
     def batches_in_order(self, batch_size: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:

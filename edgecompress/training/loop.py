@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from edgecompress.errors import StageError
 from edgecompress.training.config import TrainingConfig
 from edgecompress.training.metrics import classification_metrics
 
@@ -75,6 +76,35 @@ def _param_groups(modules: list[torch.nn.Module], weight_decay: float) -> list[d
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def total_steps(cfg: TrainingConfig, steps_per_epoch: int, desc: str) -> int:
+    """Optimiser steps of one training: ``max_steps``, else ``epochs`` passes (at least one step). The schema
+    bounds both; a config built in code skips validation, so an infinite count stops here, not in an
+    OverflowError from math.ceil."""
+    if cfg.max_steps:
+        return cfg.max_steps
+    steps = cfg.epochs * steps_per_epoch
+    if not math.isfinite(steps):
+        raise StageError(
+            f"epochs {cfg.epochs} x {steps_per_epoch} steps is not a number of steps", where=desc
+        )
+    return max(1, math.ceil(steps))
+
+
+def _stop_unless_finite(accelerator, loss: torch.Tensor, step: int, total: int, desc: str) -> None:
+    """A NaN or infinite loss poisons every weight at the next step, and training would run to the end on
+    them: stop at once. Every process stops together (one that stopped alone would leave the others waiting
+    in the gradient all-reduce)."""
+    bad = (~torch.isfinite(loss.detach())).any().float().reshape(1)
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce(bad, reduction="sum")
+    if bad.item():
+        raise StageError(
+            f"the training loss is not finite ({float(loss.detach()):g}) at step {step + 1} of {total}; lower the "
+            "learning rate, or check the loss weights and the data",
+            where=desc,
+        )
+
+
 @torch.no_grad()
 def evaluate(accelerator, model: torch.nn.Module, loader, num_labels: int | None = None) -> dict[str, float]:
     """Accuracy and macro-F1 over ``loader``, gathered from every process; ``num_labels`` defaults to the
@@ -115,7 +145,7 @@ def fit(
     model, extras = prepared[0], prepared[1 : 1 + len(extra_modules)]
     optimizer, train_loader, eval_loader = prepared[-3:]
     steps_per_epoch = len(train_loader)
-    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    total = total_steps(cfg, steps_per_epoch, desc)
     # transformers' linear schedule: the learning rate rises from 0 at step 0 to its peak at step `warmup`,
     # then falls to 0 at `total` (so with warm-up, the first step only primes Adam's moments)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
@@ -153,29 +183,32 @@ def fit(
     model.train()
     for m in extras:
         m.train()
-    while step < total:
-        for batch in train_loader:
-            seen += len(batch["labels"])
-            loss, parts = loss_fn(model, batch, extras)
-            accelerator.backward(loss)
-            if cfg.max_grad_norm:
-                accelerator.clip_grad_norm_(
-                    [p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
-                )
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            for k, v in parts.items():  # exponential moving average for a readable progress bar
-                running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
-            bar.update(1)
-            if step % 10 == 0 or step == 1:
-                bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
-            if step % eval_every == 0 or step == total:
-                validate(step)
-            if step >= total:
-                break
-    bar.close()
+    try:  # closing the bar on any exit puts an error line below it, not at the end of the bar's line
+        while step < total:
+            for batch in train_loader:
+                seen += len(batch["labels"])
+                loss, parts = loss_fn(model, batch, extras)
+                _stop_unless_finite(accelerator, loss, step, total, desc)
+                accelerator.backward(loss)
+                if cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(
+                        [p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
+                    )
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                for k, v in parts.items():  # exponential moving average for a readable progress bar
+                    running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
+                bar.update(1)
+                if step % 10 == 0 or step == 1:
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
+                if step % eval_every == 0 or step == total:
+                    validate(step)
+                if step >= total:
+                    break
+    finally:
+        bar.close()
     if history and history[-1]["step"] != step:
         validate(step)
     accelerator.unwrap_model(model).load_state_dict(best["state"])
