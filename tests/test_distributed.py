@@ -106,18 +106,8 @@ def test_only_rank_0_writes(two_process_run):
     assert stdout.count("| student-int8-dynamic |") == 1  # one report table, printed by rank 0 only
 
 
-@pytest.fixture
-def one_thread():
-    """Like each process of the 2-process run (and no oversubscription on a busy 2-core machine)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_as_good_as_a_single_process_run(two_process_run, tiny_teacher, tiny_csv, tmp_path, one_thread):
+    """One thread, like each process of the 2-process run (conftest.one_thread)."""
     from edgecompress.pipeline import Pipeline
 
     run, _, _ = two_process_run
