@@ -212,59 +212,71 @@ class _RefusedYaml(Exception):
         self.message, self.mark = message, mark
 
 
-class _RecipeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader without aliases: nine levels of nine ``*aliases`` in a few hundred bytes expand to
-    billions of values (memory runs out while the recipe is read), and a recipe never needs one."""
+# values a recipe may hold once its YAML aliases are expanded: a full recipe has a few hundred, while nine levels
+# of nine aliases (a few hundred bytes) expand to billions and exhaust memory while the recipe is read
+MAX_RECIPE_VALUES = 10_000
 
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+
+class _RecipeNodes:
+    """Checks of the composed YAML, where an alias is still one shared node: keys given twice (YAML lets the
+    last win silently; a second ``distill:`` section replaces the first whole), and what the aliases expand
+    to. Each node is visited once, so the check itself never expands anything."""
+
+    def __init__(self, one_line: bool):
+        self.one_line = one_line  # a --set value: places are columns
+        self.sizes: dict[int, int] = {}  # id(node) -> values below it, aliases expanded
+        self.open: set[int] = set()
+
+    def size(self, node: yaml.Node, path: tuple[str, ...]) -> int:
+        """Values in ``node`` with aliases expanded; raises _RefusedYaml."""
+        if id(node) in self.sizes:
+            return self.sizes[id(node)]
+        where = ".".join(path) or "the recipe"
+        if id(node) in self.open:
+            raise _RefusedYaml(f"{where}: a YAML alias that contains itself", node.start_mark)
+        self.open.add(id(node))
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(self.size(item, (*path, str(i))) for i, item in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            self._refuse_repeated_keys(node, path)
+            total += sum(self.size(value, (*path, str(key.value))) for key, value in node.value)
+        self.open.discard(id(node))
+        if total > MAX_RECIPE_VALUES:
             raise _RefusedYaml(
-                f"'*{event.anchor}' is a YAML alias; recipes take no aliases (one can expand to gigabytes): "
-                "write the value out",
-                event.start_mark,
+                f"{where}: YAML aliases expand it to more than {MAX_RECIPE_VALUES} values (a recipe has a few "
+                "hundred); write the values out",
+                node.start_mark,
             )
-        return super().compose_node(parent, index)
+        self.sizes[id(node)] = total
+        return total
 
-
-def _refuse_repeated_keys(node: yaml.Node, path: tuple[str, ...], one_line: bool) -> None:
-    """YAML lets the last of two equal keys win silently (a second ``distill:`` section replaces the first
-    whole); in a recipe that is a mistake: refuse it with both places."""
-    if isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _refuse_repeated_keys(item, (*path, str(i)), one_line)
-    if not isinstance(node, yaml.MappingNode):
-        return
-    seen: dict[str, yaml.Mark] = {}
-    for key_node, value_node in node.value:
-        key = str(key_node.value)
-        field = ".".join((*path, key))
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            raise _RefusedYaml(
-                f"{'.'.join(path) or 'recipe'}: YAML merge keys (<<) are not taken", key_node.start_mark
-            )
-        if key in seen:
-            first, again = seen[key], key_node.start_mark
-            where = (
-                f"columns {first.column + 1} and {again.column + 1}"
-                if one_line
-                else f"lines {first.line + 1} and {again.line + 1}"
-            )
-            raise _RefusedYaml(f"{field}: given twice ({where})", again)
-        seen[key] = key_node.start_mark
-        _refuse_repeated_keys(value_node, (*path, key), one_line)
+    def _refuse_repeated_keys(self, node: yaml.MappingNode, path: tuple[str, ...]) -> None:
+        seen: dict[str, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                first, again = seen[key], key_node.start_mark
+                places = (
+                    f"columns {first.column + 1} and {again.column + 1}"
+                    if self.one_line
+                    else f"lines {first.line + 1} and {again.line + 1}"
+                )
+                raise _RefusedYaml(f"{'.'.join((*path, key))}: given twice ({places})", again)
+            seen[key] = key_node.start_mark
 
 
 def parse_yaml(text: str, source: str, field: str | None = None) -> Any:
-    """YAML text as plain data, refusing aliases and repeated keys: the one loader of recipe files (``source``
-    is the file: errors name its line) and of ``--set`` values (``field``: the dotted key the value is set
-    at; errors name ``source``, the option). Raises a RecipeError."""
-    loader = _RecipeLoader(text)
+    """YAML text as plain data, refusing keys given twice and aliases that expand past MAX_RECIPE_VALUES: the
+    one loader of recipe files (``source`` is the file: errors name its line) and of ``--set`` values
+    (``field``: the dotted key the value is set at; errors name ``source``, the option). Raises a
+    RecipeError."""
+    loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        _refuse_repeated_keys(node, tuple(field.split(".")) if field else (), one_line=field is not None)
+        _RecipeNodes(one_line=field is not None).size(node, tuple(field.split(".")) if field else ())
         return loader.construct_document(node)
     except _RefusedYaml as exc:
         where = source if field is not None else f"{source}:{exc.mark.line + 1}"
