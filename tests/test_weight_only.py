@@ -228,7 +228,7 @@ def test_autotune_records_trials_and_choice(exported, tmp_path, monkeypatch, goa
     [
         ({"method": "weight_only", "bits": 3}, "quantization.variants.0.bits: Input should be 4 or 8"),
         ({"method": "weight_only", "group_size": 48}, "quantization.variants.0.group_size: "),
-        ({"method": "weight_only", "group_size": 8}, "not a power of two >= 16"),
+        ({"method": "weight_only", "group_size": 48}, "not a power of two >= 16"),
         ({"method": "weight_only", "keep_fp32": ["("]}, "is not a regular expression"),
         ({"method": "weight_only", "bits": 8, "symmetric": False}, "bits 8 needs symmetric: true"),
         (
