@@ -19,17 +19,23 @@ from edgecompress.quantize.guard import node_groups
 from edgecompress.report.tables import build_rows, markdown_table, pick_best
 
 
-@pytest.fixture(scope="module")
-def sensitive(tiny_csv, tmp_path_factory):
-    """A trained tiny classifier whose embedding table holds one huge row for a token no input uses:
-    the fp32 model never sees it, but int8's per-tensor scale for the table rounds every other row to 0."""
-    teacher = tmp_path_factory.mktemp("guard_teacher")
+def _trained_classifier(tiny_csv, tmp_path_factory, name: str):
+    """The synthetic data and a tiny classifier trained on it (with its tokenizer), for the fixtures below."""
+    teacher = tmp_path_factory.mktemp(name)
     make_tiny_bert(teacher, layers=2, hidden=32, heads=4, intermediate=64)
     data = prepare(DataConfig(source="csv", path=str(tiny_csv), max_length=16), 0)
     src = resolve(str(teacher), "teacher.model")
     model, _ = load_classifier(src, data.labels)
     tokenizer = load_tokenizer(src)
     train_on_labels(model, tokenizer, data)
+    return data, model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def sensitive(tiny_csv, tmp_path_factory):
+    """A trained tiny classifier whose embedding table holds one huge row for a token no input uses:
+    the fp32 model never sees it, but int8's per-tensor scale for the table rounds every other row to 0."""
+    data, model, tokenizer = _trained_classifier(tiny_csv, tmp_path_factory, "guard_teacher")
     with torch.no_grad():
         model.bert.embeddings.word_embeddings.weight[tokenizer.mask_token_id] = 500.0
     root = tmp_path_factory.mktemp("guard")
@@ -138,13 +144,7 @@ def outlier_columns(tiny_csv, tmp_path_factory):
     """A trained tiny classifier whose word and position tables carry +M and -M in one column of each
     16-wide block: the fp32 sums (what the model reads) are unchanged, but a 4-bit block scale of M/7 rounds
     every other value of the row to 0 or +-M/7, while 8-bit blocks (M/127) keep them."""
-    teacher = tmp_path_factory.mktemp("outlier_teacher")
-    make_tiny_bert(teacher, layers=2, hidden=32, heads=4, intermediate=64)
-    data = prepare(DataConfig(source="csv", path=str(tiny_csv), max_length=16), 0)
-    src = resolve(str(teacher), "teacher.model")
-    model, _ = load_classifier(src, data.labels)
-    tokenizer = load_tokenizer(src)
-    train_on_labels(model, tokenizer, data)
+    data, model, tokenizer = _trained_classifier(tiny_csv, tmp_path_factory, "outlier_teacher")
     embeddings = model.bert.embeddings
     with torch.no_grad():
         for column in (0, 16):
