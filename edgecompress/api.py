@@ -31,6 +31,21 @@ def run(
     return run_recipe(parsed, output=output, force=force)
 
 
+def search(
+    recipe: str | Path | Recipe,
+    output: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    storage: str | None = None,
+    workers: int = 1,
+):
+    """Search the recipe's ``search.space`` for the fastest (or smallest) artifact within ``search.max_drop``
+    validation points of the teacher; returns a SearchSummary (rows, chosen, chosen_recipe, table)."""
+    from edgecompress.search.run import search as _search
+
+    parsed = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    return _search(parsed, output=output, storage=storage, workers=workers)
+
+
 def schema() -> dict[str, Any]:
     """The recipe's JSON Schema."""
     return recipe_json_schema()

@@ -69,6 +69,53 @@ def run(
 
 
 @app.command()
+def search(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (its search: section, or the defaults).")],
+    max_drop: Annotated[
+        float | None, typer.Option("--max-drop", help="Validation points a point may lose (search.max_drop).")
+    ] = None,
+    objective: Annotated[
+        str | None, typer.Option("--objective", help="latency or size (search.objective).")
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option("--trials", help="Trials in the study (search.trials).")
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Minutes after which no trial starts (search.timeout_minutes)."),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage", help="Optuna storage URL shared by workers and machines; default the run's journal."
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Processes working on the study.")] = 1,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Run folder (overrides output_dir).")
+    ] = None,
+    set_: SetOption = None,
+) -> None:
+    """Find the fastest (or smallest) artifact within an accuracy budget, chosen on validation; writes the
+    trials, a Pareto plot and search/chosen.yaml into the run folder."""
+    from edgecompress import api
+    from edgecompress.recipe import parse_overrides
+
+    given = {"max_drop": max_drop, "objective": objective, "trials": trials, "timeout_minutes": timeout}
+    try:
+        overrides = parse_overrides(set_ or [])
+        overrides.update({f"search.{k}": v for k, v in given.items() if v is not None})
+        summary = api.search(recipe, output=output, overrides=overrides, storage=storage, workers=workers)
+    except EdgeCompressError as exc:
+        _fail(exc)
+    typer.echo(summary.table)
+    if summary.chosen_recipe is None:
+        typer.echo("error: no trial met the accuracy budget (see search/search.md)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"chosen: {summary.chosen_recipe}  (edgecompress run {summary.chosen_recipe})")
+
+
+@app.command()
 def validate(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")], set_: SetOption = None
 ) -> None:

@@ -38,6 +38,9 @@ class StageContext:
     log: Callable[[str], None] = log_to_stderr
     recipe: dict = field(default_factory=dict)
     run_dir: Path | None = None
+    # called as on_recovery(step, validation) after each pruning round's recovery (a search's pruner stops a
+    # trial from it by raising); never part of a stage's key: it cannot change what the stage writes
+    on_recovery: Callable[[int, dict], None] | None = None
 
     @property
     def is_main_process(self) -> bool:

@@ -66,6 +66,7 @@ class Pipeline:
         force: bool = False,
         log=log_to_stderr,
         reuse_only: bool = False,
+        worker: bool = False,
     ):
         from edgecompress.quiet import quiet_third_party
         from edgecompress.training.accel import make_accelerator
@@ -80,8 +81,12 @@ class Pipeline:
         self._contents: dict[str, dict | None] = {}  # model spec -> content fingerprint, once per run
         self.distributed = self.accelerator.num_processes > 1  # stages synchronise the processes while True
         self.run_dir = Path(output) if output else recipe.run_dir
-        self.folder = RunFolder(
-            self.run_dir, force=force, is_main_process=self.main, where="--output" if output else "output_dir"
+        self.folder = RunFolder(  # a search worker shares the folder its parent process holds the lock of
+            self.run_dir,
+            force=force,
+            is_main_process=self.main,
+            where="--output" if output else "output_dir",
+            hold_lock=not worker,
         )
         self.log = log if self.main else (lambda _msg: None)
         self.keys: dict[str, str] = {}  # stage or variant name -> its key
@@ -107,26 +112,36 @@ class Pipeline:
             self._context = replace(self._context, data=self.data())
         return self._context
 
-    def stage(self, name: str, key: str, build, seed_name: str | None = None) -> StageResult:
+    def stage(
+        self, name: str, key: str, build, seed_name: str | None = None, copyable: bool = False
+    ) -> StageResult:
         """Reuse the finished stage ``name`` with this key, or run ``build(tmp_dir) -> record``.
 
         A stage that runs starts from random state seeded by (recipe seed, ``seed_name`` or its name) alone,
-        so what it produces depends only on its key, not on what ran before it in this process.
+        so what it produces depends only on its key, not on what ran before it in this process. A
+        ``copyable`` stage (a training stage: its files do not name it) finished with the same key under
+        another name is copied instead of trained again (the chosen recipe of a search reuses its trial).
         """
         from edgecompress.training.accel import seed_everything, stage_seed
 
         if name in self.results and self.results[name].key == key:  # asked again in this run: no re-run
             return self.results[name]
         done = self.folder.finished(name, key) is not None
-        if not done and self.reuse_only:
+        twin = None
+        if not done and copyable and not self.distributed and not self.folder.force:
+            twin = self.folder.finished_elsewhere(key)
+        if not done and twin is None and self.reuse_only:
             raise StaleStage(name)
-        self.log(f"[{name}] {'reused (finished earlier)' if done else 'running'}")
+        state = "reused (finished earlier)" if done else "running"
+        if twin is not None:
+            state = f"copied from {twin.relative_to(self.run_dir)} (same key)"
+        self.log(f"[{name}] {state}")
 
         def seeded_build(tmp: Path) -> dict:
             seed_everything(stage_seed(self.recipe.seed, seed_name or name))
             return build(tmp)
 
-        result = self.folder.stage(name, key, seeded_build, sync=self._sync)
+        result = self.folder.stage(name, key, seeded_build, sync=self._sync, copy_from=twin)
         if not result.reused:
             self.log(f"[{name}] done in {result.seconds:.1f} s")
         self.results[name] = result
@@ -196,7 +211,11 @@ class Pipeline:
         )
         inputs = distill_stage.DistillInputs(teacher.path)
         return self.stage(
-            name, key, lambda tmp: distill_stage.run(cfg, inputs, ctx, tmp), seed_name="student"
+            name,
+            key,
+            lambda tmp: distill_stage.run(cfg, inputs, ctx, tmp),
+            seed_name="student",
+            copyable=True,
         )
 
     def preflight(self) -> None:
@@ -205,9 +224,16 @@ class Pipeline:
 
         check_shapes(self.recipe)
 
-    def pruned(self, name: str = "pruned", prune_cfg=None, student: StageResult | None = None) -> StageResult:
+    def pruned(
+        self,
+        name: str = "pruned",
+        prune_cfg=None,
+        student: StageResult | None = None,
+        on_recovery=None,
+    ) -> StageResult:
         """Prune the distilled student and recover; the folder also holds importance.json. The studies pass
-        another PruneConfig, student and stage name (sweeps)."""
+        another PruneConfig, student and stage name (sweeps); a search passes ``on_recovery(step,
+        validation)``, called after each recovery round (it may raise to stop the trial)."""
         from edgecompress.prune import stage as prune_stage
         from edgecompress.prune.config import PruneStageConfig
 
@@ -226,7 +252,11 @@ class Pipeline:
         inputs = prune_stage.PruneInputs(
             student.path, teacher.path, student.record["student"].get("init_layers")
         )
-        return self.stage(name, key, lambda tmp: prune_stage.run(cfg, inputs, ctx, tmp), seed_name="pruned")
+        if on_recovery is not None:
+            ctx = replace(ctx, on_recovery=on_recovery)
+        return self.stage(
+            name, key, lambda tmp: prune_stage.run(cfg, inputs, ctx, tmp), seed_name="pruned", copyable=True
+        )
 
     def export(self, variant: str, model: StageResult) -> Path:
         """The ONNX variant ``variant`` of the PyTorch model a training stage wrote."""

@@ -23,6 +23,7 @@ from edgecompress.mobile.config import MobileConfig
 from edgecompress.prune.config import PruneConfig
 from edgecompress.quantize.config import METHODS, Int8DynamicConfig, Int8StaticConfig, QuantVariantConfig
 from edgecompress.report.config import ReportConfig
+from edgecompress.search.config import SearchConfig
 from edgecompress.teacher.config import TeacherConfig
 
 RECIPE_VERSION = 1
@@ -95,6 +96,11 @@ class Recipe(StageConfig):
         default_factory=MobileConfig, description="Variants converted to ONNX Runtime's mobile .ort format."
     )
     report: ReportConfig = Field(default_factory=ReportConfig, description="Report outputs.")
+    search: SearchConfig | None = Field(
+        None,
+        description="What edgecompress search may change, its accuracy budget and its engine (absent: the "
+        "defaults); edgecompress run ignores it.",
+    )
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
@@ -155,6 +161,13 @@ class Recipe(StageConfig):
                     "artifact truncates its inputs to data.max_length tokens, so a longer input would time "
                     "a truncated one"
                 )
+        if self.search is not None:
+            from edgecompress.search.space import choices
+
+            try:
+                choices(self, self.search.space)
+            except RecipeError as exc:
+                raise ValueError(f"{exc.where}: {exc.message}") from None
         known = self.variant_names()
         for i, name in enumerate(self.mobile.variants):
             if name not in known:

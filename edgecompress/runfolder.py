@@ -4,7 +4,8 @@ Layout: ``<run>/<stage>/`` holds the stage's files plus ``stage.json`` (its key,
 sha256 of every file it wrote). A folder without ``stage.json`` never exists under its final name, so a
 killed run leaves no artifact that looks complete, and the next run resumes from the last finished stage.
 A finished stage whose files changed afterwards is refused, not reused. One run at a time holds the
-folder's lock.
+folder's lock; the workers of one ``edgecompress search`` share the folder, and each stage is built under
+its own lock (``.locks/``), so no two processes build the same stage.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class RunFolder:
     force: bool = False
     is_main_process: bool = True
     where: str = "output_dir"  # what named the folder, for error messages (output_dir or --output)
+    hold_lock: bool = True  # False: a search worker, whose parent process holds the folder's lock
     results: list[StageResult] = field(default_factory=list)
     _lock: object = None
 
@@ -90,7 +92,8 @@ class RunFolder:
             made_here = not self.root.exists()
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
-                self._acquire()
+                if self.hold_lock:
+                    self._acquire()
                 marker.touch()
             except OSError as exc:
                 self.release()
@@ -153,13 +156,42 @@ class RunFolder:
                 where=str(self.root / name),
             )
 
+    def finished_elsewhere(self, key: str) -> Path | None:
+        """A folder of this run finished with ``key`` under another name (a search trial's prune stage is the
+        chosen recipe's ``pruned``), found by scanning the stage records; None when there is none."""
+        for meta in sorted(self.root.rglob(STAGE_FILE)):
+            try:
+                info = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                continue
+            if info.get("key") == key and not meta.parent.name.startswith("."):
+                self.verify(str(meta.parent.relative_to(self.root)), info)
+                return meta.parent
+        return None
+
     def stage(
-        self, name: str, key: str, build: Callable[[Path], dict], sync: Callable[[], None] = lambda: None
+        self,
+        name: str,
+        key: str,
+        build: Callable[[Path], dict],
+        sync: Callable[[], None] = lambda: None,
+        copy_from: Path | None = None,
     ) -> StageResult:
-        """Reuse ``<run>/<name>`` if finished with ``key``, else run ``build(tmp_dir)`` and swap it in atomically.
+        """Reuse ``<run>/<name>`` if finished with ``key``, else run ``build(tmp_dir)`` (or copy ``copy_from``,
+        a folder finished with the same key) and swap it in atomically, under the stage's own lock.
 
         ``build`` may run on every process (distributed training); only the main process writes and swaps.
         """
+        if not self.is_main_process:
+            return self._stage(name, key, build, sync, copy_from)
+        from filelock import FileLock
+
+        locks = self.root / ".locks"
+        locks.mkdir(exist_ok=True)
+        with FileLock(locks / f"{name.replace('/', '_')}.lock"):
+            return self._stage(name, key, build, sync, copy_from)
+
+    def _stage(self, name, key, build, sync, copy_from) -> StageResult:
         final = self.root / name
         info = self.finished(name, key)
         if info is not None:
@@ -173,7 +205,13 @@ class RunFolder:
         sync()
         start = time.perf_counter()
         try:
-            record = build(tmp)
+            if copy_from is not None:
+                shutil.rmtree(tmp)
+                shutil.copytree(copy_from, tmp, ignore=shutil.ignore_patterns(STAGE_FILE))
+                copied = json.loads((copy_from / STAGE_FILE).read_text())
+                record = copied.get("record", {})
+            else:
+                record = build(tmp)
         except BaseException:
             if self.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -187,6 +225,7 @@ class RunFolder:
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "record": record,
                 "files": file_hashes(tmp),
+                **({"copied_from": str(copy_from.relative_to(self.root))} if copy_from is not None else {}),
             }
             (tmp / STAGE_FILE).write_text(json.dumps(meta, indent=2, default=str))
             final.parent.mkdir(parents=True, exist_ok=True)

@@ -356,6 +356,8 @@ def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: 
         entry = remove(state, prune, step, totals, score(state, batches, prune))
         if prune.recovery is not None:
             entry.update(recover(cfg, plan, state, ctx, step))
+            if ctx.on_recovery is not None:
+                ctx.on_recovery(step, entry["recovery"].get("validation") or {})
         steps.append(entry)
     state.student = ctx.accelerator.unwrap_model(state.student).to("cpu").eval()
     result, scores = record(state, prune, steps, vocab, embeddings, ctx)

@@ -17,3 +17,9 @@ class ReportConfig(StageConfig):
         "by their own quantizer check whose validation accuracy is at most this many points below the "
         "teacher's; the same rule for every variant (test figures never decide).",
     )
+    operating_point: str | None = Field(
+        None,
+        max_length=2000,
+        description="How the recipe's operating point was chosen, shown at the top of the report "
+        "(edgecompress search writes it into search/chosen.yaml).",
+    )

@@ -273,6 +273,7 @@ def run(cfg: ReportConfig, inputs: ReportInputs, ctx: StageContext, out_dir: Pat
         f"Generated {time.strftime('%Y-%m-%d %H:%M')}. Machine: {machine_line(machine)}.",
         f"Test split: {rows[0].get('test_samples', '')} examples. Sequence length {benchmark['latency'][0]['sequence_length']}.",
         *([data_line(inputs.data)] if inputs.data else []),
+        *([f"Operating point: {cfg.operating_point}"] if cfg.operating_point else []),
         "",
         table,
         "",
