@@ -23,6 +23,7 @@ from edgecompress.errors import EdgeCompressError
 STAGE_FILE = "stage.json"
 MARKER = ".edgecompress-run"
 LOCK_FILE = ".edgecompress-run.lock"
+BUILT_LOG = "stages.log"  # one line per stage built (or copied): which process, when, how long
 _NOT_TRACKED = {STAGE_FILE, "manifest.json"}  # the manifest gains benchmark figures after the stage
 
 
@@ -235,6 +236,9 @@ class RunFolder:
                 os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
+            with open(self.root / BUILT_LOG, "a") as log:
+                how = "copied" if copy_from is not None else "built"
+                log.write(f"{meta['finished']}\t{how}\t{name}\t{key[:16]}\tpid {os.getpid()}\t{seconds} s\n")
         sync()
         result = StageResult(name, final, key, record, False, seconds)
         self.results.append(result)
