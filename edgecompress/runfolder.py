@@ -5,7 +5,7 @@ sha256 of every file it wrote). A folder without ``stage.json`` never exists und
 killed run leaves no artifact that looks complete, and the next run resumes from the last finished stage.
 A finished stage whose files changed afterwards is refused, not reused. One run at a time holds the
 folder's lock; the workers of one ``edgecompress search`` share the folder, and each stage is built under
-its own lock (``.locks/``), so no two processes build the same stage.
+its own lock (``.<stage>.lock``), so no two processes build the same stage.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from edgecompress.errors import EdgeCompressError
 STAGE_FILE = "stage.json"
 MARKER = ".edgecompress-run"
 LOCK_FILE = ".edgecompress-run.lock"
-BUILT_LOG = "stages.log"  # one line per stage built (or copied): which process, when, how long
+BUILT_LOG = ".stages.log"  # one line per stage built (or copied): which process, when, how long
 _NOT_TRACKED = {STAGE_FILE, "manifest.json"}  # the manifest gains benchmark figures after the stage
 
 
@@ -187,9 +187,7 @@ class RunFolder:
             return self._stage(name, key, build, sync, copy_from)
         from filelock import FileLock
 
-        locks = self.root / ".locks"
-        locks.mkdir(exist_ok=True)
-        with FileLock(locks / f"{name.replace('/', '_')}.lock"):
+        with FileLock(self.root / f".{name.replace('/', '_')}.lock"):  # a file: the folder holds only stages
             return self._stage(name, key, build, sync, copy_from)
 
     def _stage(self, name, key, build, sync, copy_from) -> StageResult:

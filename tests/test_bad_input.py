@@ -51,7 +51,8 @@ def _nothing_half_written(run: Path) -> None:
         return
     for entry in run.iterdir():
         assert not entry.name.endswith((".partial", ".old")), entry
-        if entry.name not in BOOKKEEPING:
+        hidden_file = entry.name.startswith(".") and entry.is_file()  # locks, the stages log
+        if entry.name not in BOOKKEEPING and not hidden_file:
             assert entry.is_dir() and (entry / STAGE_FILE).is_file(), entry
 
 

@@ -128,7 +128,7 @@ def test_chosen_yaml_validates_and_rebuilds_the_chosen_artifact(searched):
     api.run(chosen_yaml)
     rebuilt = out / "models" / variant / "model.onnx"
     assert sha256_file(rebuilt) == sha256_file(out / summary.chosen["artifact"] / "model.onnx")
-    assert "\tcopied\tpruned\t" in (out / "stages.log").read_text()  # the trial's stage, not retrained
+    assert "\tcopied\tpruned\t" in (out / ".stages.log").read_text()  # the trial's stage, not retrained
     assert "Operating point: chosen by edgecompress search on validation" in (out / "report.md").read_text()
 
 
@@ -185,7 +185,7 @@ def test_two_workers_share_the_study_and_build_each_stage_once(tiny_teacher, spl
     done = [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(done) >= 6 and len(summary.rows) == len(done)
     assert len({t.user_attrs["worker"]["pid"] for t in done}) == 2  # both worked
-    built = [line.split("\t")[2] for line in (tmp_path / "run" / "stages.log").read_text().splitlines()]
+    built = [line.split("\t")[2] for line in (tmp_path / "run" / ".stages.log").read_text().splitlines()]
     assert len(built) == len(set(built)), f"built twice: {sorted(b for b in built if built.count(b) > 1)}"
 
 
