@@ -223,7 +223,7 @@ def test_recovery_hook_reports_the_drop_and_raises_when_over_budget():
         ("search.space.head_fraction={low: 0.8, high: 0.2}", "search.space.head_fraction"),
         ("search.objective=speed", "search.objective"),
         ("search.max_drop=-1", "search.max_drop"),
-        ("search.space.layers=[0]", "search.space"),
+        ("search.space.layers=[0]", "search.space.layers.0"),
         ("search.space.bogus=1", "search.space.bogus"),
     ],
 )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from edgecompress.config_base import StageConfig
 from edgecompress.config_limits import MAX_COUNT, MAX_FACTOR, MAX_LAYERS, MAX_WIDTH
+
+Depth = Annotated[int, Field(ge=1, le=MAX_LAYERS)]
+Threshold = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Rank = Annotated[int, Field(ge=0, le=MAX_WIDTH)]
 
 
 class FractionRange(StageConfig):
@@ -32,7 +36,7 @@ class SearchSpace(StageConfig):
     """What a trial may change in the recipe; every other field stays as the recipe sets it. Each student
     depth is distilled once (the first trial that needs it) and shared by every later trial."""
 
-    layers: list[int] | None = Field(
+    layers: list[Depth] | None = Field(
         None,
         min_length=1,
         description="Student depths to try (each costs one distillation); null: the recipe's student.num_layers.",
@@ -49,13 +53,13 @@ class SearchSpace(StageConfig):
     head_scope: list[Literal["global", "per_layer"]] = Field(
         ["global"], min_length=1, description="Rank heads across layers, or remove the same share per layer."
     )
-    min_frequency: list[int] | None = Field(
+    min_frequency: list[Threshold] | None = Field(
         None,
         min_length=1,
         description="Word-piece thresholds to try (prune.vocab.min_frequency; 0 keeps the whole vocabulary); "
         "null: the recipe's prune.vocab.",
     )
-    embedding_rank: list[int] | None = Field(
+    embedding_rank: list[Rank] | None = Field(
         None,
         min_length=1,
         description="Word-table ranks to try (prune.embeddings.rank; 0 keeps it whole); null: the recipe's.",
