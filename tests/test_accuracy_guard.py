@@ -195,7 +195,9 @@ def test_block_tables_climb_the_ladder_to_int8(outlier_columns, tmp_path, method
 
 
 def test_block_tables_go_to_float_when_int8_is_not_enough(outlier_columns, tmp_path, monkeypatch):
-    """Past 8-bit blocks the last rung is float: plain Gathers of the fp32 tables, recorded as fp32."""
+    """Past 8-bit blocks the last rung is float: plain Gathers of the fp32 tables, recorded as fp32. Garbage
+    8-bit tables measure as bad as the 4-bit ones, so where the int8 rung ranks among the node groups (ties,
+    machine-dependent) decides how many steps reach float: the steps are not limited here."""
     import edgecompress.quantize.nbits as nbits
 
     real = nbits.quantize_table
@@ -208,10 +210,12 @@ def test_block_tables_go_to_float_when_int8_is_not_enough(outlier_columns, tmp_p
     monkeypatch.setattr(nbits, "quantize_table", ruinous)
     data, root = outlier_columns
     cfg = Int8DynamicConfig(
-        embeddings="int4", embedding_group_size=16, max_accuracy_drop=2.0, max_fallback_steps=2
+        embeddings="int4", embedding_group_size=16, max_accuracy_drop=2.0, max_fallback_steps=100
     )
     info = quantize(cfg, root / "fp32", tmp_path / "q", QuantContext(data, 16, 0, tmp_path / "scratch"))
     guard = info["accuracy_guard"]
-    assert [s["embedding_tables"] for s in guard["steps"]] == ["int8", "fp32"] and guard["within_tolerance"]
+    rungs = [s["embedding_tables"] for s in guard["steps"]]
+    assert rungs[0] == "int8" and rungs[-1] == "fp32" and guard["within_tolerance"], rungs
+    assert rungs == sorted(rungs, key=["int8", "fp32"].index), "the tables never climb back down"
     assert guard["embedding_tables"]["chosen"] == "fp32" == info["embedding_tables"]["embeddings"]
     assert info["embedding_tables"]["tables"] == {} and _gather_bits(tmp_path / "q") == []
