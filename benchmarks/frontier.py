@@ -73,10 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("recipe")
     parser.add_argument(
-        "--final", default=None, help="the final artifact (default: pick_ours within --max-drop)"
+        "--final",
+        default=None,
+        help="the final artifact (default: the fastest variant within --max-drop validation points of the "
+        "teacher, pick_ours; test figures never choose it)",
     )
     parser.add_argument(
-        "--max-drop", type=float, default=1.0, help="accuracy points below the teacher allowed"
+        "--max-drop",
+        type=float,
+        default=1.0,
+        help="validation accuracy points below the teacher allowed when picking --final",
     )
     parser.add_argument("--seeds", default="", help="extra training seeds, comma-separated (e.g. 7,1234)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per variant (default: recipe's)")

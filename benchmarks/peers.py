@@ -6,7 +6,8 @@
   (2) the recipe's student trained on labels only (no teacher)
   (3) the same student trained on labels + soft targets (no attention or hidden-state transfer)
   (4) ours: --ours VARIANT, or by default the fastest variant (batch 1, 1 thread) of the run's report.json
-      whose test accuracy is within --max-drop points of teacher-fp32 (see edgecompress/studies/peers.py)
+      whose validation accuracy is within --max-drop points of teacher-fp32's (chosen on validation, the
+      test figures are only reported; see edgecompress/studies/peers.py)
 (2)-(3) are exported and int8-quantized with the recipe's int8_dynamic config, like our student.
 
 Reuses the recipe's run folder: run the recipe first (`edgecompress run RECIPE`). Peers are cached stages
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         "--max-drop",
         type=float,
         default=2.0,
-        help="accuracy points below teacher-fp32 allowed when picking ours from report.json (default 2)",
+        help="validation accuracy points below teacher-fp32 allowed when picking ours from report.json (default 2)",
     )
     parser.add_argument(
         "--allow-stale", action="store_true", help="compare even if ours was built from another recipe"

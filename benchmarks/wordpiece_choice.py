@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/wordpiece_choice.py recipes/bert_to_tiny.yaml
 
 On the recipe's distilled student (no retraining, so each row is what the choice alone costs), every choice
-is exported, quantized with the recipe's first int8 variant and scored with ONNX Runtime on the test split:
+is exported, quantized with the recipe's first int8 variant and scored with ONNX Runtime on the validation
+split (what a choice is made on) and the test split (reported, never the reason for a choice):
   - keep the word-pieces seen at least m times in the training split (prune.vocab.min_frequency), embedding
     tables int8 with one scale per table (Optimum's quantized Gather);
   - keep every piece the training split uses (m = 1) and shrink the bytes instead: 4-bit blocks
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (run_dir / "student" / "stage.json").is_file():
         print(f"error: {run_dir}: no finished student stage; run the recipe first", file=sys.stderr)
         return 2
-    from edgecompress.benchmark.stage import evaluate_test_split
+    from edgecompress.benchmark.stage import evaluate_variant
 
     work = run_dir / "wordpiece_choice"
     shutil.rmtree(work, ignore_errors=True)
@@ -109,9 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     context = StageContext(None, data, recipe.seed, max_len)
     print(
-        "| word-pieces kept | stored as | word-pieces | embeddings MB | model MB | test accuracy | macro-F1 |"
+        "| word-pieces kept | stored as | word-pieces | embeddings MB | model MB | validation accuracy | "
+        "test accuracy | test macro-F1 |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for i, (name, freq, rank, storage) in enumerate(CHOICES):
         pt = work / f"{i}-pt"
         vocab = build(run_dir / "student", data, max_len, freq, rank, pt)
@@ -119,11 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         export_stage.run(recipe.export, export_stage.ExportInputs(pt, name), context, fp32)
         qcfg = base.model_copy(update={"embeddings": storage, "max_accuracy_drop": None})
         quantize(qcfg, fp32, q, QuantContext(data, max_len, recipe.seed, work / "scratch", source_model=pt))
-        test = evaluate_test_split(q, AutoTokenizer.from_pretrained(q), data, max_len, 64)
+        scores = evaluate_variant(q, AutoTokenizer.from_pretrained(q), data, max_len, 64)
         stored = "int8 per table" if storage == "per_tensor" else "int4 blocks of 32"
         print(
             f"| {name} | {stored} | {vocab} | {embedding_mb(q / 'model.onnx'):.2f} | {onnx_size_mb(q):.2f} | "
-            f"{test['accuracy']:.4f} | {test['f1_macro']:.4f} |",
+            f"{scores['validation_accuracy']:.4f} | {scores['accuracy']:.4f} | {scores['f1_macro']:.4f} |",
             flush=True,
         )
         shutil.rmtree(pt)

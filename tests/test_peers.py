@@ -14,28 +14,53 @@ from edgecompress.errors import EdgeCompressError
 from edgecompress.studies import peers as P
 
 
-def _row(variant, accuracy, latency, size):
-    return {"variant": variant, "accuracy": accuracy, "latency_ms_p50": latency, "size_mb": size}
+def _row(variant, validation, latency, size, test=None):
+    """A report row; its test accuracy (default: the validation one) must never change the pick."""
+    accuracy = validation if test is None else test
+    return {
+        "variant": variant,
+        "validation_accuracy": validation,
+        "accuracy": accuracy,
+        "latency_ms_p50": latency,
+        "size_mb": size,
+    }
 
 
-def test_pick_ours_fastest_within_the_accuracy_budget():
+def test_pick_ours_fastest_within_the_validation_budget():
     report = {
         "baseline": "teacher-fp32",
         "rows": [
             _row("teacher-fp32", 0.84, 17.0, 91.0),
             _row("student-fp32", 0.84, 8.3, 69.6),
-            _row("student-int8-dynamic", 0.828, 3.8, 17.6),
-            _row("student-int8-static", 0.817, 3.7, 17.6),  # fastest, but 2.3 points down
+            _row("student-int8-dynamic", 0.828, 3.8, 17.6, test=0.70),  # poor on test: still picked at 2.0
+            _row(
+                "student-int8-static", 0.817, 3.7, 17.6, test=0.84
+            ),  # fastest, but 2.3 validation points down
             _row("teacher-int8-dynamic", 0.83, 3.0, 23.0),  # derived from the teacher: never ours
         ],
     }
     assert P.pick_ours(report, 2.0)[0] == "student-int8-dynamic"
     assert P.pick_ours(report, 3.0)[0] == "student-int8-static"
     assert P.pick_ours(report, 0.5)[0] == "student-fp32"
-    variant, why = P.pick_ours({**report, "rows": [report["rows"][0], _row("s", 0.7, 1.0, 1.0)]}, 1.0)
-    assert variant == "s" and "most accurate" in why
+    flagged = {**report, "rows": [*report["rows"][:2], {**report["rows"][2], "flagged": True, "check": "x"}]}
+    assert P.pick_ours(flagged, 2.0)[0] == "student-fp32", "a variant its own check flagged is never ours"
+    teacher = report["rows"][0]
+    variant, why = P.pick_ours(
+        {
+            **report,
+            "rows": [teacher, _row("s", 0.7, 1.0, 1.0, test=0.9), _row("t", 0.72, 2.0, 1.0, test=0.5)],
+        },
+        1.0,
+    )
+    assert variant == "t" and "most accurate one on validation" in why
     with pytest.raises(EdgeCompressError, match="no teacher-fp32 row"):
         P.pick_ours({"rows": [_row("student-fp32", 0.8, 1, 1)]}, 1.0)
+    old = {
+        **report,
+        "rows": [{k: v for k, v in r.items() if k != "validation_accuracy"} for r in report["rows"]],
+    }
+    with pytest.raises(EdgeCompressError, match="no validation accuracy for teacher-fp32"):
+        P.pick_ours(old, 1.0)
 
 
 def test_stale_fields_compare_only_what_the_peers_share():
@@ -166,15 +191,25 @@ def test_peers_and_roofline_scripts_end_to_end(finished_tiny_run, capsys):
         assert r["of_peak"] == pytest.approx(1e3 * ideal_s / r["latency_ms"], rel=1e-9)
         assert r["gops"] == pytest.approx(r["total_ops"] / (r["latency_ms"] / 1e3) / 1e9, rel=1e-9)
 
-    # without --ours the script picks from the run's report.json; its rows are set so that the rule's answer is
-    # certain: student-fp32 is the only variant within 2 points that is not derived from the teacher
+    # without --ours the script picks from the run's report.json on validation; its rows are set so that the
+    # rule's answer is certain: student-fp32 is the only variant within 2 validation points that is not derived
+    # from the teacher (the test figures say the opposite and must not matter)
     report_file = run / "report.json"
     report = json.loads(report_file.read_text())
     rows = {r["variant"]: r for r in report["rows"]}
-    top = rows["teacher-fp32"]["accuracy"]
-    rows["student-fp32"].update(accuracy=top - 0.015, latency_ms_p50=2.0)  # within 2 points
-    rows["student-int8-dynamic"].update(accuracy=top - 0.03, latency_ms_p50=1.0)  # faster, 3 points down
-    fastest = {**rows["student-int8-dynamic"], "variant": "teacher-int8-dynamic", "accuracy": top}
+    top = rows["teacher-fp32"]["validation_accuracy"]
+    for r in report["rows"]:
+        if not r["variant"].startswith("teacher"):
+            r.update(
+                validation_accuracy=top - 0.05, flagged=False
+            )  # every other student variant: 5 points down
+    rows["student-fp32"].update(
+        validation_accuracy=top - 0.015, accuracy=0.0, latency_ms_p50=2.0, flagged=False
+    )
+    rows["student-int8-dynamic"].update(  # faster, 3 validation points down, perfect on test
+        validation_accuracy=top - 0.03, accuracy=1.0, latency_ms_p50=1.0, flagged=False
+    )
+    fastest = {**rows["student-int8-dynamic"], "variant": "teacher-int8-dynamic", "validation_accuracy": top}
     report["rows"].append({**fastest, "latency_ms_p50": 0.5})  # fastest and as good, but the teacher's
     report_file.write_text(json.dumps(report))
     assert load_script("peers").main([str(base / "recipe.yaml"), "--runs", "1"]) == 0

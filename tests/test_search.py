@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import synthetic_rows, tiny_recipe, write_csv
+from conftest import load_script, synthetic_rows, tiny_recipe, write_csv
 from typer.testing import CliRunner
 
 from edgecompress import api
@@ -239,3 +239,35 @@ def test_search_cli_flags_are_the_search_fields(searched):
     path, _, _ = searched
     result = CliRunner().invoke(app, ["search", str(path), "--max-drop", "-2"])
     assert result.exit_code == 2 and "search.max_drop" in result.output
+
+
+def test_search_cost_reads_the_study_it_ran(searched, capsys):
+    path, out, summary = searched
+    script = load_script("search_cost")
+    assert script.main([str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "3 trials (3 finished, 0 stopped early" in text
+    cost = json.loads((out / "search" / "cost.json").read_text())
+    assert [r["trial"] for r in cost["trials"]] == [r["trial"] for r in summary.rows]
+    assert all(r["seconds"] > 0 for r in cost["trials"]) and cost["total"]["saved_s_estimate"] == 0
+    assert set(cost["shared_stages_s"]) == {"teacher", "student"}
+    # another budget is another study: named, not silently empty
+    assert script.main([str(path), "--max-drop", "7"]) == 2
+    assert "no study" in capsys.readouterr().err
+
+
+def test_search_cost_estimates_the_saving_per_student_depth():
+    script = load_script("search_cost")
+    row = {"point": "p", "start": 0.0, "end": 1.0, "stopped_at_round": None}
+    rows = [
+        {**row, "trial": 0, "state": "COMPLETE", "layers": 3, "seconds": 300.0},
+        {**row, "trial": 1, "state": "COMPLETE", "layers": 3, "seconds": 500.0},
+        {**row, "trial": 2, "state": "COMPLETE", "layers": 2, "seconds": 2000.0},
+        {**row, "trial": 3, "state": "PRUNED", "layers": 3, "seconds": 100.0, "stopped_at_round": 1},
+        {**row, "trial": 4, "state": "PRUNED", "layers": 4, "seconds": 50.0, "stopped_at_round": 1},
+    ]
+    total = script.savings(rows)
+    # depth 3: median of 300 and 500 is 400, so 300 saved; depth 4 has no finished trial: median of all (500)
+    assert rows[3]["full_estimate_s"] == 400 and rows[4]["full_estimate_s"] == 500
+    assert total["saved_s_estimate"] == 300 + 450 and total["stopped_early"] == 2
+    assert total["saved_share"] == 750 / (2950 + 750)

@@ -35,32 +35,43 @@ def peer_quant_config(recipe) -> Int8DynamicConfig:
 
 
 def pick_ours(report: dict, max_drop_pts: float) -> tuple[str, str]:
-    """The final artifact from a run's report.json, by a fixed rule; returns (variant, why).
+    """The final artifact from a run's report.json, by the report's own rule (``pick_best``), on validation
+    figures only; returns (variant, why).
 
-    Rule: among the variants not derived from the teacher, those whose test accuracy is at most
-    ``max_drop_pts`` points below ``teacher-fp32``; of these the fastest at batch 1, 1 thread (ties: the
-    smaller). When none qualifies: the most accurate such variant.
+    Rule: among the variants not derived from the teacher and not flagged by their own quantizer check, those
+    whose validation accuracy is at most ``max_drop_pts`` points below the teacher's; of these the fastest at
+    batch 1, 1 thread. When none qualifies: the most accurate such variant on validation. Test accuracy never
+    decides: it is what the benchmarks then report.
     """
+    from edgecompress.report.tables import pick_best
+
+    baseline = report.get("baseline", "teacher-fp32")
     rows = report.get("rows") or []
-    teacher = next((r for r in rows if r["variant"] == report.get("baseline", "teacher-fp32")), None)
+    teacher = next((r for r in rows if r["variant"] == baseline), None)
     candidates = [r for r in rows if not r["variant"].startswith("teacher")]
     if teacher is None or not candidates:
         raise EdgeCompressError(
-            "report.json has no teacher-fp32 row or no student variant; run the recipe first or pass --ours",
+            f"report.json has no {baseline} row or no student variant; run the recipe first or pass --ours",
             where="report.json",
         )
-    floor = teacher["accuracy"] - max_drop_pts / 100
-    within = [r for r in candidates if r["accuracy"] >= floor - 1e-12]
-    if within:
-        best = min(within, key=lambda r: (r["latency_ms_p50"], r["size_mb"]))
-        why = (
-            f"fastest at batch 1, 1 thread among the variants within {max_drop_pts:g} accuracy points of "
-            f"teacher-fp32 ({teacher['accuracy']:.4f}) in report.json"
+    if teacher.get("validation_accuracy") is None:
+        raise EdgeCompressError(
+            f"report.json has no validation accuracy for {baseline} (a report from before validation figures); "
+            "run the recipe again or pass --ours",
+            where="report.json",
         )
-    else:
-        best = max(candidates, key=lambda r: r["accuracy"])
-        why = f"no variant within {max_drop_pts:g} points of teacher-fp32: the most accurate one"
-    return best["variant"], why
+    best = pick_best([teacher, *candidates], baseline, max_drop_pts)
+    if "fastest" in best:
+        return best["fastest"], f"fastest at batch 1, 1 thread among the variants with {best['rule']}"
+    measured = [r for r in candidates if r.get("validation_accuracy") is not None]
+    if not measured:
+        raise EdgeCompressError(
+            "report.json has no validation accuracy for any student variant", where="report.json"
+        )
+    pick = max(measured, key=lambda r: r["validation_accuracy"])
+    return pick["variant"], (
+        f"no variant within {max_drop_pts:g} validation points of {baseline}: the most accurate one on validation"
+    )
 
 
 def finished_variant(run_dir: Path, variant: str) -> Path:
