@@ -36,3 +36,8 @@ class StageError(EdgeCompressError):
     """A stage ran but its result failed a check (e.g. ONNX parity); the stage is not kept."""
 
     exit_code = 1
+
+
+class VocabTrimError(StageError):
+    """A vocabulary trimming that would change how the training texts are read, or a tokenizer kind without
+    trimming rules: the prune stage then keeps the full vocabulary and logs this line."""

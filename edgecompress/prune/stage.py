@@ -18,7 +18,7 @@ import torch
 from edgecompress.context import StageContext
 from edgecompress.distill.memory import TeacherMemory
 from edgecompress.distill.stage import DistillPair, distill, teacher_tokenizer_for
-from edgecompress.errors import RecipeError
+from edgecompress.errors import RecipeError, VocabTrimError
 from edgecompress.modeling.classic import is_classic
 from edgecompress.modeling.embeddings import factorize_word_embeddings, trim_positions
 from edgecompress.modeling.layers import count_parameters, ffn_sizes, head_counts, surviving_heads
@@ -28,7 +28,7 @@ from edgecompress.prune import surgery
 from edgecompress.prune.config import EmbeddingShrinkConfig, PruneConfig, PruneStageConfig
 from edgecompress.prune.importance import importance
 from edgecompress.prune.select import fraction_of, select_heads, select_units, step_target
-from edgecompress.prune.vocab import kept_token_ids, trim_vocabulary
+from edgecompress.prune.vocab import kept_token_ids, model_kept_ids, trim_vocabulary
 from edgecompress.training.batching import EncodedSplit, make_loader
 from edgecompress.training.loop import precision_name
 
@@ -118,15 +118,23 @@ def _teacher_heads(
     return surviving_heads(student.config)
 
 
-def trim_for_student(prune: PruneConfig, student, tokenizer, data, max_length: int):
-    """Trim the vocabulary when asked; returns the student's tokenizer and the record of what was kept."""
+def trim_for_student(prune: PruneConfig, student, tokenizer, data, max_length: int, log=lambda _m: None):
+    """Trim the vocabulary when asked; returns the student's tokenizer and the record of what was kept. A
+    trimming that would read the training texts differently (or a tokenizer without trimming rules) keeps the
+    full vocabulary, logs why and records it."""
     if not prune.vocab.enabled:
         return tokenizer, None
     texts, pairs = data.texts("train")
-    keep = kept_token_ids(tokenizer, texts, pairs, max_length, prune.vocab.min_frequency)
     before = len(tokenizer.get_vocab())
-    tokenizer = trim_vocabulary(student, tokenizer, keep)
-    return tokenizer, {"before": before, "after": len(keep), "min_frequency": prune.vocab.min_frequency}
+    record = {"before": before, "after": before, "min_frequency": prune.vocab.min_frequency}
+    try:
+        keep = kept_token_ids(tokenizer, texts, pairs, max_length, prune.vocab.min_frequency)
+        keep = sorted(set(keep) | model_kept_ids(student.config))
+        tokenizer = trim_vocabulary(student, tokenizer, keep, texts, pairs, max_length)
+    except VocabTrimError as exc:
+        log(f"warning: {exc}; keeping the full vocabulary")
+        return tokenizer, {**record, "kept_full": str(exc)}
+    return tokenizer, {**record, "after": len(keep)}
 
 
 def run_classic(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: Path) -> PruneRecord:
@@ -139,7 +147,12 @@ def run_classic(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, o
     teacher_tokenizer = AutoTokenizer.from_pretrained(inputs.teacher_dir)
     params0 = count_parameters(student)
     tokenizer, vocab = trim_for_student(
-        cfg.prune, student, AutoTokenizer.from_pretrained(inputs.student_dir), ctx.data, ctx.max_length
+        cfg.prune,
+        student,
+        AutoTokenizer.from_pretrained(inputs.student_dir),
+        ctx.data,
+        ctx.max_length,
+        ctx.log,
     )
     rec = None
     if cfg.prune.recovery is not None:
@@ -343,7 +356,7 @@ def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: 
     mapping = cfg.distill.layer_mapping or evenly_spread(teacher.config.num_hidden_layers, len(heads0))
     # the vocabulary first, so that recovery teaches the student its new tokenisation
     tokenizer, vocab = trim_for_student(
-        prune, student, AutoTokenizer.from_pretrained(inputs.student_dir), ctx.data, ctx.max_length
+        prune, student, AutoTokenizer.from_pretrained(inputs.student_dir), ctx.data, ctx.max_length, ctx.log
     )
     embeddings = shrink_embeddings(student, tokenizer, prune.embeddings, ctx.max_length)
     plan = RecoveryPlan(
