@@ -315,8 +315,10 @@ def pinned_pad_id(config) -> int | None:
 
 
 def model_kept_ids(config) -> set[int]:
-    """Ids the model itself needs: the special ids its config names, and ids 0..pad where the pad id is pinned."""
-    ids = {v for k in CONFIG_SPECIAL_IDS if isinstance(v := getattr(config, k, None), int)}
+    """Ids the model itself needs: the special ids its config names (inside its table), and ids 0..pad where the
+    pad id is pinned."""
+    rows = getattr(config, "vocab_size", None) or 0
+    ids = {v for k in CONFIG_SPECIAL_IDS if isinstance(v := getattr(config, k, None), int) and 0 <= v < rows}
     pad = pinned_pad_id(config)
     return ids | (set(range(pad + 1)) if pad is not None else set())
 
