@@ -230,6 +230,8 @@ def tiny_config(family: str, tokenizer, num_labels: int = 2):
         {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
     )
     positions = 66 if family in ("roberta", "xlm-roberta", "mpnet") else 64  # + pad + 1 rows for the offset
+    if family in ("roberta", "xlm-roberta"):
+        sizes = {**sizes, "type_vocab_size": 1}  # as their checkpoints (the config class default is 2)
     return AutoConfig.for_model(
         family,
         vocab_size=len(tokenizer),

@@ -15,6 +15,7 @@ from edgecompress.distill.config import DistillConfig, StudentStageConfig
 from edgecompress.distill.losses import DistillationLoss
 from edgecompress.distill.memory import TeacherMemory, input_keys
 from edgecompress.errors import RecipeError
+from edgecompress.inputs import model_inputs
 from edgecompress.modeling.classic import ClassicClassifier, build_classic
 from edgecompress.modeling.layers import heads_per_layer
 from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
@@ -157,9 +158,12 @@ def distill(
     loss_module = DistillationLoss(cfg, mapping, width, teacher.config.hidden_size, pair.teacher_heads)
     teacher_tokenizer = pair.teacher_tokenizer or pair.tokenizer
     examples, labels = transfer_set(cfg, data, teacher_tokenizer, ctx.seed)
-    train_split = EncodedSplit(pair.tokenizer, examples, labels, max_length)
+    teacher_inputs = model_inputs(teacher)
+    # without a teacher tokenizer one split feeds both models: it carries what either takes
+    inputs = model_inputs(student) + (teacher_inputs if pair.teacher_tokenizer is None else ())
+    train_split = EncodedSplit(pair.tokenizer, examples, labels, max_length, inputs)
     val_split = EncodedSplit(
-        pair.tokenizer, data.splits["validation"], data.label_ids("validation"), max_length
+        pair.tokenizer, data.splits["validation"], data.label_ids("validation"), max_length, inputs
     )
     use_teacher = cfg.weights.uses_teacher
     cached = use_teacher and not cfg.weights.attention and (classic or not cfg.weights.hidden)
@@ -169,14 +173,14 @@ def distill(
         teacher_split = (
             train_split
             if pair.teacher_tokenizer is None
-            else EncodedSplit(pair.teacher_tokenizer, examples, labels, max_length)
+            else EncodedSplit(pair.teacher_tokenizer, examples, labels, max_length, teacher_inputs)
         )
         outputs = teacher_outputs(teacher, teacher_split, accelerator, with_cls=bool(cfg.weights.hidden))
         train_split.attach(outputs)
         if cache_dir is not None and accelerator.is_main_process:
             np.savez_compressed(cache_dir / "teacher_outputs.npz", **outputs)
     elif use_teacher and pair.teacher_tokenizer is not None:
-        teacher_split = EncodedSplit(pair.teacher_tokenizer, examples, labels, max_length)
+        teacher_split = EncodedSplit(pair.teacher_tokenizer, examples, labels, max_length, teacher_inputs)
         train_split = PairedSplit(
             train_split, teacher_split, token_id_map(pair.tokenizer, pair.teacher_tokenizer)
         )
@@ -264,7 +268,10 @@ def run(cfg: StudentStageConfig, inputs: DistillInputs, ctx: StageContext, out_d
     tokenizer = load_tokenizer(teacher_src)
     samples = None
     if cfg.student.changes_width and cfg.student.width_init == "teacher":  # text for the principal directions
-        split = EncodedSplit(tokenizer, ctx.data.splits["train"], ctx.data.label_ids("train"), ctx.max_length)
+        labels = ctx.data.label_ids("train")
+        split = EncodedSplit(
+            tokenizer, ctx.data.splits["train"], labels, ctx.max_length, model_inputs(teacher)
+        )
         loader = make_loader(split, 32, shuffle=True, seed=ctx.seed)
         samples = [b for _, b in zip(range(16), loader, strict=False)]
     if cfg.student.is_classic:

@@ -11,6 +11,7 @@ import torch
 
 from edgecompress.errors import StageError
 from edgecompress.export.clip import clip_file, truncating_tokenizer
+from edgecompress.inputs import graph_inputs, model_inputs, select
 
 
 def export(model, tokenizer, out_dir: Path, opset: int, max_length: int) -> Path:
@@ -120,8 +121,7 @@ def ort_session(
 
 def ort_feed(session, encoded: dict) -> dict:
     """Only the inputs the graph declares (e.g. no token_type_ids for RoBERTa), as int64."""
-    names = {i.name for i in session.get_inputs()}
-    return {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items() if k in names}
+    return {k: np.asarray(v, dtype=np.int64) for k, v in select(encoded, graph_inputs(session)).items()}
 
 
 def batched_logits(
@@ -161,8 +161,15 @@ def torch_logits(
     model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, pairs=None
 ) -> np.ndarray:
     model.eval()
+    names = model_inputs(model)
     return batched_logits(
-        lambda enc: model(**enc).logits.float().numpy(), tokenizer, texts, max_length, batch_size, pairs, "pt"
+        lambda enc: model(**select(enc, names)).logits.float().numpy(),
+        tokenizer,
+        texts,
+        max_length,
+        batch_size,
+        pairs,
+        "pt",
     )
 
 

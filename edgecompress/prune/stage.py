@@ -19,6 +19,7 @@ from edgecompress.context import StageContext
 from edgecompress.distill.memory import TeacherMemory
 from edgecompress.distill.stage import DistillPair, distill, teacher_tokenizer_for
 from edgecompress.errors import RecipeError, VocabTrimError
+from edgecompress.inputs import TOKENIZER_INPUTS, model_inputs
 from edgecompress.modeling.classic import is_classic
 from edgecompress.modeling.embeddings import factorize_word_embeddings, trim_positions
 from edgecompress.modeling.layers import count_parameters, ffn_sizes, head_counts, surviving_heads
@@ -331,10 +332,13 @@ def record(
     return result, scores
 
 
-def importance_batches(prune: PruneConfig, tokenizer, ctx: StageContext) -> list[dict]:
-    """The training batches importance is measured on (the same ones every round)."""
+def importance_batches(
+    prune: PruneConfig, tokenizer, ctx: StageContext, inputs=TOKENIZER_INPUTS
+) -> list[dict]:
+    """The training batches importance is measured on (the same ones every round), with the ``inputs`` the
+    student takes."""
     data = ctx.data
-    train = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), ctx.max_length)
+    train = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), ctx.max_length, inputs)
     loader = make_loader(train, prune.importance_batch_size, shuffle=True, seed=ctx.seed)
     return [b for _, b in zip(range(prune.importance_batches), loader, strict=False)]
 
@@ -362,7 +366,7 @@ def run(cfg: PruneStageConfig, inputs: PruneInputs, ctx: StageContext, out_dir: 
     plan = RecoveryPlan(
         teacher, tokenizer, teacher_tokenizer_for(tokenizer, teacher_tokenizer), mapping, inputs.init_layers
     )
-    batches = importance_batches(prune, tokenizer, ctx)
+    batches = importance_batches(prune, tokenizer, ctx, model_inputs(student))
     totals = _targets(prune, state.heads0, state.units0)
     steps = []
     for step in range(1, prune.steps + 1):

@@ -6,12 +6,14 @@ A leaf module: the registry, the stage and every handler import it; it imports n
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgecompress.data.examples import PreparedData, pair_texts
+from edgecompress.inputs import TOKENIZER_INPUTS
 
 
 @dataclass
@@ -26,13 +28,16 @@ class QuantContext:
     source_model: Path | None = None  # the PyTorch model the fp32 variant was exported from (weight-only)
 
 
-def calibration_samples(ctx: QuantContext, tokenizer, n: int) -> list[dict[str, np.ndarray]]:
-    """``n`` training examples (seeded choice), one dict of int64 arrays each, unpadded."""
+def calibration_samples(
+    ctx: QuantContext, tokenizer, n: int, inputs: Collection[str] = TOKENIZER_INPUTS
+) -> list[dict[str, np.ndarray]]:
+    """``n`` training examples (seeded choice), one dict of int64 arrays each, unpadded, holding only the
+    ``inputs`` the calibrated model takes (edgecompress.inputs: a graph without token_type_ids refuses them)."""
     train = ctx.data.splits["train"]
     chosen = sorted(random.Random(ctx.seed).sample(range(len(train)), min(n, len(train))))
     picked = [train[i] for i in chosen]
     enc = tokenizer(
         [ex.text for ex in picked], pair_texts(picked), truncation=True, max_length=ctx.max_length
     )
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    keys = [k for k in TOKENIZER_INPUTS if k in enc and k in inputs]
     return [{k: np.asarray(enc[k][i], dtype=np.int64) for k in keys} for i in range(len(picked))]

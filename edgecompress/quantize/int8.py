@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecompress.export.artifact import copy_companions
+from edgecompress.inputs import graph_inputs
 from edgecompress.machine import isa_preset
 from edgecompress.quantize.config import Int8DynamicConfig, Int8StaticConfig
 from edgecompress.quantize.context import QuantContext, calibration_samples
@@ -166,7 +167,9 @@ def int8_static(cfg: Int8StaticConfig, source_dir: Path, out_dir: Path, ctx: Qua
         method=method,
         **histogram,
     )
-    samples = calibration_samples(ctx, AutoTokenizer.from_pretrained(source_dir), cfg.calibration_samples)
+    tokenizer = AutoTokenizer.from_pretrained(source_dir)
+    inputs = graph_inputs(source_dir / "model.onnx")
+    samples = calibration_samples(ctx, tokenizer, cfg.calibration_samples, inputs)
     # the calibrator runs in the scratch directory: make every path absolute first
     source_dir, out_dir, scratch = source_dir.resolve(), out_dir.resolve(), ctx.scratch.resolve()
     blocks = block_tables(cfg, source_dir)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgecompress.errors import RecipeError, StageError
 from edgecompress.export.artifact import copy_companions, read_manifest
+from edgecompress.inputs import model_inputs
 from edgecompress.quantize import inc
 from edgecompress.quantize.config import WeightOnlyConfig
 from edgecompress.quantize.context import QuantContext, calibration_samples
@@ -128,7 +129,7 @@ def weight_only(cfg: WeightOnlyConfig, source_dir: Path, out_dir: Path, ctx: Qua
         n: quantize_table(embeddings[n].weight.detach().numpy(), bits, cfg.group_size, cfg.symmetric)
         for n in gathers
     }
-    samples = calibration_samples(ctx, tokenizer, cfg.calibration_samples)
+    samples = calibration_samples(ctx, tokenizer, cfg.calibration_samples, model_inputs(fp32))
 
     @torch.no_grad()
     def calibrate(model) -> None:

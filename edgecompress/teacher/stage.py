@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from edgecompress.context import StageContext
 from edgecompress.errors import RecipeError
+from edgecompress.inputs import model_inputs
 from edgecompress.modeling.loading import (
     load_classifier,
     load_config,
@@ -66,9 +67,12 @@ def run(cfg: TeacherConfig, inputs: None, ctx: StageContext, out_dir: Path) -> T
             f"'never', but '{cfg.model}' has no classification head for the labels {data.labels}",
             where="teacher.finetune",
         )
-    train_split = EncodedSplit(tokenizer, data.splits["train"], data.label_ids("train"), ctx.max_length)
+    inputs = model_inputs(model)  # e.g. no token_type_ids for DistilBERT, MPNet, RoBERTa
+    train_split = EncodedSplit(
+        tokenizer, data.splits["train"], data.label_ids("train"), ctx.max_length, inputs
+    )
     val_split = EncodedSplit(
-        tokenizer, data.splits["validation"], data.label_ids("validation"), ctx.max_length
+        tokenizer, data.splits["validation"], data.label_ids("validation"), ctx.max_length, inputs
     )
     val_loader = make_loader(val_split, cfg.training.eval_batch_size, shuffle=False, seed=ctx.seed)
     record: TeacherRecord = {"source": cfg.model, "had_matching_head": has_head}

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from edgecompress.data.examples import Example, pair_texts
+from edgecompress.inputs import TOKENIZER_INPUTS
 
 
 class EncodedSplit(Dataset):
-    """One split, tokenised once; items are dicts of int lists plus ``labels``."""
+    """One split, tokenised once; items are dicts of int lists plus ``labels``. ``inputs``: the tokenizer
+    outputs the model takes (edgecompress.inputs.model_inputs), the only ones batches carry."""
 
-    def __init__(self, tokenizer, examples: Sequence[Example], label_ids: Sequence[int], max_length: int):
+    def __init__(
+        self,
+        tokenizer,
+        examples: Sequence[Example],
+        label_ids: Sequence[int],
+        max_length: int,
+        inputs: Collection[str] = TOKENIZER_INPUTS,
+    ):
         enc = tokenizer(
             [ex.text for ex in examples], pair_texts(examples), truncation=True, max_length=max_length
         )
-        self.keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        self.keys = [k for k in TOKENIZER_INPUTS if k in enc and k in inputs]
         self.columns = {k: enc[k] for k in self.keys}
         self.labels = list(label_ids)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
