@@ -77,3 +77,29 @@ def test_export_parity_and_int8_without_token_types(family_dir, data, tmp_path, 
         got = ort_logits(ort_session(out / "model.onnx"), AutoTokenizer.from_pretrained(out), texts, 16)
         assert got.shape == reference.shape and np.all(np.isfinite(got))
         assert np.max(np.abs(got - reference)) < 0.1, cfg.method
+
+
+@pytest.mark.parametrize(
+    "family, takes_types",
+    [("bert", True), ("roberta", False), ("distilbert", False), ("mpnet", False), ("modernbert", False)],
+)
+def test_model_inputs_per_family(family, takes_types):
+    """BERT reads token types; RoBERTa has one type; DistilBERT and MPNet refuse them; ModernBERT swallows them
+    in **kwargs (a named parameter is what counts)."""
+    from tiny_tokenizers import TOKENIZERS, tiny_classifier
+
+    model = tiny_classifier(family, TOKENIZERS[family](corpus()))
+    expected = ("input_ids", "attention_mask") + (("token_type_ids",) if takes_types else ())
+    assert model_inputs(model) == expected
+
+
+def test_calibration_samples_hold_only_the_graphs_inputs(data, tmp_path):
+    from tiny_tokenizers import bert_tokenizer
+
+    from edgecompress.quantize.context import calibration_samples
+
+    ctx = QuantContext(data, 16, 0, tmp_path)
+    tokenizer = bert_tokenizer(corpus())
+    assert set(calibration_samples(ctx, tokenizer, 4)[0]) == {"input_ids", "attention_mask", "token_type_ids"}
+    samples = calibration_samples(ctx, tokenizer, 4, ("input_ids", "attention_mask"))
+    assert len(samples) == 4 and all(set(s) == {"input_ids", "attention_mask"} for s in samples)

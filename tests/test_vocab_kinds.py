@@ -209,3 +209,13 @@ def test_a_tokenizer_kind_without_rules_is_one_line():
     lines: list[str] = []
     student_tok, record = trim_for_student(PRUNE, model, tok, _Data(), 64, lines.append)
     assert student_tok is tok and "WordLevel" in record["kept_full"] and len(lines) == 1
+
+
+def test_the_report_says_the_vocabulary_was_kept_whole():
+    from edgecompress.report.stage import pruning_section
+
+    line = "prune.vocab: no trimming rules for WordLevel tokenizers (known: WordPiece, BPE, Unigram)"
+    rec = {"params_before": 1e6, "params_after": 1e6, "vocab": {"before": 9, "after": 9, "min_frequency": 1}}
+    assert "Vocabulary 9 -> 9 word-pieces" in "\n".join(pruning_section(rec))
+    rec["vocab"]["kept_full"] = line
+    assert f"Vocabulary kept whole (9 word-pieces): {line}." in pruning_section(rec)

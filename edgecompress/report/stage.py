@@ -205,7 +205,11 @@ def pruning_section(rec: PruneRecord) -> list[str]:
         )
     else:  # a BiLSTM / TextCNN student: its vocabulary only
         lines.append(params[0].upper() + params[1:])
-    if rec.get("vocab"):
+    if (rec.get("vocab") or {}).get("kept_full"):
+        lines.append(
+            f"Vocabulary kept whole ({rec['vocab']['before']} word-pieces): {rec['vocab']['kept_full']}."
+        )
+    elif rec.get("vocab"):
         v = rec["vocab"]
         lines.append(
             f"Vocabulary {v['before']} -> {v['after']} word-pieces (seen >= {v['min_frequency']}x in train, "
