@@ -15,6 +15,7 @@ import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -198,7 +199,7 @@ def kept_token_ids(
     keep |= set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
     id_to_token = {i: t for t, i in vocab.items()}
     kept = {id_to_token[i] for i in keep if i in id_to_token}
-    words = lambda: training_words(tokenizer, texts + (pairs or []))  # noqa: E731
+    words = partial(training_words, tokenizer, [*texts, *(pairs or [])])  # only WordPiece asks for them
     keep |= {vocab[t] for t in kind.closure(tokenizer_json(tokenizer)["model"], kept, words) if t in vocab}
     return sorted(keep)
 
