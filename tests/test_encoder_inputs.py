@@ -81,11 +81,18 @@ def test_export_parity_and_int8_without_token_types(family_dir, data, tmp_path, 
 
 @pytest.mark.parametrize(
     "family, takes_types",
-    [("bert", True), ("roberta", False), ("distilbert", False), ("mpnet", False), ("modernbert", False)],
+    [
+        ("bert", True),
+        ("roberta", False),
+        ("distilbert", False),
+        ("mpnet", False),
+        ("modernbert", False),
+        ("deberta-v2", False),
+    ],
 )
 def test_model_inputs_per_family(family, takes_types):
-    """BERT reads token types; RoBERTa has one type; DistilBERT and MPNet refuse them; ModernBERT swallows them
-    in **kwargs (a named parameter is what counts)."""
+    """BERT reads token types; RoBERTa has one type and DeBERTa-v3 none; DistilBERT and MPNet refuse them;
+    ModernBERT swallows them in **kwargs (a named parameter is what counts)."""
     from tiny_tokenizers import TOKENIZERS, tiny_classifier
 
     model = tiny_classifier(family, TOKENIZERS[family](corpus()))

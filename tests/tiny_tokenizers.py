@@ -68,15 +68,13 @@ def _byte_bpe(texts: list[str], specials: list[str] | None, vocab_size: int = 48
     return tok
 
 
-def _unigram(texts: list[str], vocab_size: int = 120):
+def _unigram(texts: list[str], specials: list[str], unk: str, vocab_size: int = 120):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.Unigram())
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=ROBERTA_SPECIALS, unk_token="<unk>"
-    )
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token=unk)
     tok.train_from_iterator(texts, trainer)
     return tok
 
@@ -181,9 +179,21 @@ def xlmr_tokenizer(texts: list[str]):
     """XLM-R: Unigram with Metaspace, fairseq specials (<pad> 1), TemplateProcessing."""
     from transformers import XLMRobertaTokenizerFast
 
-    tok = _unigram(texts)
+    tok = _unigram(texts, ROBERTA_SPECIALS, "<unk>")
     _template(tok, "<s>", "</s>", "</s> ")
     return XLMRobertaTokenizerFast(tokenizer_object=tok, **_roberta_special_kwargs())
+
+
+def deberta_tokenizer(texts: list[str]):
+    """DeBERTa-v3: Unigram with [PAD] 0 .. [UNK] 3 and [MASK] added after the pieces (an added token outside
+    the Unigram list); returns token_type_ids."""
+    from tokenizers import AddedToken
+    from transformers import DebertaV2TokenizerFast
+
+    tok = _unigram(texts, ["[PAD]", "[CLS]", "[SEP]", "[UNK]"], "[UNK]")
+    tok.add_special_tokens([AddedToken("[MASK]", special=True)])
+    _template(tok, "[CLS]", "[SEP]", "")
+    return DebertaV2TokenizerFast(tokenizer_object=tok, **_bert_special_kwargs())
 
 
 TOKENIZERS = {
@@ -193,6 +203,7 @@ TOKENIZERS = {
     "roberta": roberta_tokenizer,
     "modernbert": modernbert_tokenizer,
     "xlm-roberta": xlmr_tokenizer,
+    "deberta-v2": deberta_tokenizer,
 }
 KIND = {
     "bert": "WordPiece",
@@ -201,6 +212,7 @@ KIND = {
     "roberta": "BPE",
     "modernbert": "BPE",
     "xlm-roberta": "Unigram",
+    "deberta-v2": "Unigram",
 }
 
 
