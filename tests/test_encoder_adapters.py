@@ -278,6 +278,26 @@ def test_trim_positions_keeps_the_rows_inputs_use(model_type):
     assert torch.allclose(logits(model, inputs), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("model_type", TYPES)
+def test_factorised_word_table_and_trimmed_positions_reload(model_type, tmp_path):
+    from edgecompress.modeling.embeddings import FactorizedEmbedding, factorize_word_embeddings
+
+    model = build(model_type)
+    inputs = batch(model_type)
+    surgery.remove_heads(model, {1: [3]})
+    factorize_word_embeddings(model, 8)
+    trim_positions(model, LENGTH)
+    expected = logits(model, inputs)
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    back = load_saved_classifier(tmp_path)
+    assert isinstance(back.get_input_embeddings(), FactorizedEmbedding)
+    assert (
+        back.base_model.embeddings.position_embeddings.num_embeddings == model.config.max_position_embeddings
+    )
+    assert layers.head_counts(back) == [4, 3, 4, 4]
+    assert torch.allclose(logits(back, inputs), expected, atol=1e-5)
+
+
 REFUSED = {
     "albert": "shares one set of layer weights",
     "deberta-v2": "not supported yet",
@@ -300,6 +320,24 @@ def test_refused_families_fail_preflight_in_one_line(model_type, tmp_path, tiny_
     line = str(err.value)
     assert "\n" not in line and line.startswith("teacher.model: ")
     assert f"'{model_type}'" in line and REFUSED[model_type] in line and "distill" in line
+
+
+def test_a_refused_student_model_names_its_field_and_the_prune_stage(tiny_teacher, tiny_csv, tmp_path):
+    from transformers import AlbertConfig
+
+    folder = tmp_path / "albert"
+    AlbertConfig().save_pretrained(folder)
+    (folder / "model.safetensors").write_bytes(b"")
+    recipe = tiny_recipe(
+        tiny_teacher,
+        tiny_csv,
+        tmp_path / "out",
+        student={"model": str(folder)},
+        prune={"ffn": {"fraction": 0.5}},
+    )
+    with pytest.raises(ModelError, match=r"^student.model: model type 'albert': .* the prune stage") as err:
+        check_shapes(recipe_from_dict(recipe))
+    assert "\n" not in str(err.value)
 
 
 def test_refusal_names_the_stage_that_cannot_run():
