@@ -5,6 +5,7 @@ has been fine-tuned."""
 from __future__ import annotations
 
 from edgecompress.errors import ModelError, RecipeError
+from edgecompress.modeling.encoders import check_supported
 from edgecompress.modeling.layers import ffn_widths, heads_per_layer
 from edgecompress.modeling.loading import load_config, load_tokenizer, resolve
 from edgecompress.modeling.student import student_config
@@ -48,6 +49,16 @@ def _check_length(max_length: int, config, model: str) -> None:
         )
 
 
+def _check_family(recipe: Recipe, config, where: str) -> None:
+    """A transformer student is built from, distilled against and pruned through the layers of its family
+    (modeling.encoders): refuse a family without an adapter before any training. A BiLSTM / TextCNN student
+    reads only the teacher's logits and word table, so any teacher will do."""
+    if recipe.student.is_classic:
+        return
+    stage = "distill" if where == "teacher.model" or recipe.prune is None else "prune"
+    check_supported(config, stage, where)
+
+
 def check_shapes(recipe: Recipe, hub_optional: bool = False) -> list[str]:
     """Raise a RecipeError naming the field when the student, the layer mapping, the pruning targets or the
     input length cannot be built, or a ModelError when a tokenizer cannot be loaded and used (cheap: no
@@ -59,10 +70,12 @@ def check_shapes(recipe: Recipe, hub_optional: bool = False) -> list[str]:
             r.teacher.model, "teacher.model", r.teacher.revision, r.teacher.trust_remote_code
         )
         teacher = load_config(teacher_src)
+        _check_family(recipe, teacher, "teacher.model")
         load_tokenizer(teacher_src)
         if r.student.model is not None:
             student_src = resolve(r.student.model, "student.model")
             student = load_config(student_src)
+            _check_family(recipe, student, "student.model")
             load_tokenizer(student_src)
             _check_length(r.data.max_length, student, "student")
         else:

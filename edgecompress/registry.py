@@ -28,3 +28,10 @@ class Registry(Generic[T]):
         except KeyError:
             known = ", ".join(sorted(str(k) for k in self._items))
             raise KeyError(f"unknown {self.kind} '{key}' (known: {known})") from None
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._items
+
+    def keys(self) -> list[Any]:
+        """The registered keys, in registration order."""
+        return list(self._items)

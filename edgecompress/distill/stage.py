@@ -17,6 +17,7 @@ from edgecompress.distill.memory import TeacherMemory, input_keys
 from edgecompress.errors import RecipeError
 from edgecompress.inputs import model_inputs
 from edgecompress.modeling.classic import ClassicClassifier, build_classic
+from edgecompress.modeling.encoders import adapter_for
 from edgecompress.modeling.layers import heads_per_layer
 from edgecompress.modeling.loading import load_classifier, load_tokenizer, resolve
 from edgecompress.modeling.student import build_student, evenly_spread
@@ -89,16 +90,16 @@ def plan_matching(
 def disable_attention_dropout(model: torch.nn.Module) -> int:
     """Attention maps are returned after dropout; compared with the teacher's they would look like noise.
 
-    Switches off dropout inside self-attention modules (BERT, RoBERTa, DistilBERT, ELECTRA naming);
-    returns how many were switched off.
+    Switches off dropout inside each layer's attention module (where the family's adapter says it is: BERT's
+    ``attention.self``, DistilBERT's ``attention``); returns how many were switched off.
     """
+    adapter = adapter_for(model, "distill", "student")
     count = 0
-    for module in model.modules():
-        if type(module).__name__.endswith("SelfAttention"):
-            for child in module.modules():
-                if isinstance(child, torch.nn.Dropout) and child.p > 0:
-                    child.p = 0.0
-                    count += 1
+    for layer in adapter.layers(model):
+        for child in adapter.part(layer, "attention").modules():
+            if isinstance(child, torch.nn.Dropout) and child.p > 0:
+                child.p = 0.0
+                count += 1
     return count
 
 

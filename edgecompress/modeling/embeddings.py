@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgecompress.modeling.encoders import adapter_for
+
 EMBEDDING_RANK = "edgecompress_embedding_rank"  # config key
 
 
@@ -79,17 +81,23 @@ def restore_factorized(model: nn.Module) -> None:
 
 
 def trim_positions(model: nn.Module, length: int) -> dict:
-    """Keep the first ``length`` rows of the position table (inputs are truncated to that many tokens)."""
-    emb = model.base_model.embeddings
-    table = emb.position_embeddings
-    if length >= table.num_embeddings:
+    """Keep the rows of the position table that inputs of ``length`` tokens use (inputs are truncated to that
+    many): the first ``length``, plus the rows before position 0 in RoBERTa-style tables (padding index + 1),
+    whose real tokens start after the padding row."""
+    adapter = adapter_for(model, "prune", "prune.embeddings.trim_positions")
+    table = adapter.embedding(model, "position_embeddings")
+    if table is None:
+        return {}
+    rows = length + adapter.position_offset(model.config)
+    if rows >= table.num_embeddings:
         return {"positions": table.num_embeddings}
-    new = nn.Embedding(length, table.embedding_dim).to(table.weight.device)
+    new = nn.Embedding(rows, table.embedding_dim, padding_idx=table.padding_idx).to(table.weight.device)
     with torch.no_grad():
-        new.weight.copy_(table.weight[:length])
-    emb.position_embeddings = new
+        new.weight.copy_(table.weight[:rows])
+    adapter.set_embedding(model, "position_embeddings", new)
+    emb = model.base_model.embeddings
     for buffer in ("position_ids", "token_type_ids"):
         if hasattr(emb, buffer):
-            setattr(emb, buffer, getattr(emb, buffer)[:, :length].clone())
-    model.config.max_position_embeddings = length
-    return {"positions": length, "positions_before": table.num_embeddings}
+            setattr(emb, buffer, getattr(emb, buffer)[:, :rows].clone())
+    model.config.max_position_embeddings = rows
+    return {"positions": rows, "positions_before": table.num_embeddings}

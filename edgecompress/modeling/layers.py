@@ -1,4 +1,4 @@
-"""The BERT layer layout, in one place: where the layers are, the parts pruning slices, heads and
+"""The layer layout, in one place (per family through ``modeling.encoders``): where the layers are, the parts pruning slices, heads and
 feed-forward widths per layer (from a model or from its config alone), and the weight magnitude of each head
 and unit (which pruning and the narrow student's initialisation both rank by).
 
@@ -15,30 +15,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgecompress.errors import ModelError
+from edgecompress.modeling.encoders import EncoderAdapter, adapter_for
 
 FFN_SIZES = "edgecompress_ffn_sizes"  # config key: per-layer FFN widths when they differ (global FFN pruning)
 
 
 @dataclass
 class LayerParts:
-    """The pieces of one transformer layer that pruning slices."""
+    """The pieces of one transformer layer that pruning slices, found through the family's adapter."""
 
     layer: nn.Module
-    attention: nn.Module  # holds .self and .output (and transformers' .pruned_heads)
-    self_attention: nn.Module  # .query/.key/.value, .num_attention_heads, .attention_head_size
-    attention_output: nn.Linear
+    attention: nn.Module  # holds transformers' .pruned_heads (BERT: .self and .output)
+    self_attention: nn.Module  # holds q/k/v and the head-count attributes
+    attention_output: nn.Linear  # its input is the per-head context
     intermediate: nn.Module  # its output (after the activation) is the per-unit signal
     intermediate_dense: nn.Linear
-    ffn_output: nn.Linear
+    ffn_output: nn.Linear  # its input is the per-unit signal
+    adapter: EncoderAdapter
 
     @property
     def num_heads(self) -> int:
-        return self.self_attention.num_attention_heads
+        return self.adapter.heads(self.layer)
 
     @property
     def head_size(self) -> int:
-        return self.self_attention.attention_head_size
+        return self.adapter.head_size(self.layer)
 
     @property
     def num_units(self) -> int:
@@ -46,42 +47,25 @@ class LayerParts:
 
 
 def layer_list_name(model: nn.Module) -> str:
-    """Dotted name of the ModuleList holding the transformer layers (BERT, RoBERTa, DistilBERT, ...)."""
-    n = model.config.num_hidden_layers
-    for name, module in model.named_modules():
-        if (
-            isinstance(module, nn.ModuleList)
-            and len(module) == n
-            and name.split(".")[-1] in ("layer", "layers")
-        ):
-            return name
-    raise ModelError(f"cannot find the transformer layers of {type(model).__name__}", where="student")
+    """Dotted name of the ModuleList holding the transformer layers (from the model type's adapter)."""
+    return adapter_for(model, "distill", "student").layers_name(model)
 
 
 def layer_parts(model: nn.Module) -> list[LayerParts]:
-    layers = model.get_submodule(layer_list_name(model))
-    parts = []
-    for i, layer in enumerate(layers):
-        try:
-            attn = layer.attention
-            parts.append(
-                LayerParts(
-                    layer,
-                    attn,
-                    attn.self,
-                    attn.output.dense,
-                    layer.intermediate,
-                    layer.intermediate.dense,
-                    layer.output.dense,
-                )
-            )
-        except AttributeError:
-            raise ModelError(
-                f"layer {i} of {type(model).__name__} is not BERT-style (attention.self.query/key/value, "
-                "attention.output.dense, intermediate.dense, output.dense); pruning supports BERT-family models",
-                where="prune",
-            ) from None
-    return parts
+    adapter = adapter_for(model, "prune", "prune")
+    return [
+        LayerParts(
+            layer,
+            adapter.part(layer, "pruned_heads_on"),
+            adapter.part(layer, "attention"),
+            adapter.part(layer, "attn_out"),
+            adapter.part(layer, "ffn_act"),
+            adapter.part(layer, "ffn_in"),
+            adapter.part(layer, "ffn_out"),
+            adapter,
+        )
+        for layer in adapter.layers(model)
+    ]
 
 
 def pruned_heads(config) -> dict[int, set[int]]:
@@ -91,10 +75,10 @@ def pruned_heads(config) -> dict[int, set[int]]:
 
 def surviving_heads(config) -> list[list[int]]:
     """Original head ids left in each layer, in slicing order (from the config: no weights needed)."""
-    gone = pruned_heads(config)
+    gone, adapter = pruned_heads(config), adapter_for(config)
     return [
-        [h for h in range(config.num_attention_heads) if h not in gone.get(i, set())]
-        for i in range(config.num_hidden_layers)
+        [h for h in range(adapter.num_heads(config)) if h not in gone.get(i, set())]
+        for i in range(adapter.num_layers(config))
     ]
 
 
@@ -105,8 +89,8 @@ def heads_per_layer(config) -> list[int]:
 
 def ffn_widths(config) -> list[int]:
     """Feed-forward (intermediate) units in each layer (from the config: no weights needed)."""
-    sizes = getattr(config, FFN_SIZES, None)
-    return list(sizes) if sizes else [config.intermediate_size] * config.num_hidden_layers
+    sizes, adapter = getattr(config, FFN_SIZES, None), adapter_for(config)
+    return list(sizes) if sizes else [adapter.ffn_size(config)] * adapter.num_layers(config)
 
 
 def head_counts(model: nn.Module) -> list[int]:
@@ -120,22 +104,22 @@ def ffn_sizes(model: nn.Module) -> list[int]:
 
 
 def record_ffn_sizes(model: nn.Module) -> None:
-    """Write the modules' FFN widths into the config: equal widths stay a plain transformers config."""
-    sizes = ffn_sizes(model)
+    """Write the modules' FFN widths into the config (under the family's key: DistilBERT's ``hidden_dim``):
+    equal widths stay a plain transformers config."""
+    sizes, adapter = ffn_sizes(model), adapter_for(model)
     if len(set(sizes)) == 1:
-        model.config.intermediate_size = sizes[0]
+        adapter.set_shape(model.config, "ffn", sizes[0])
         if hasattr(model.config, FFN_SIZES):
             delattr(model.config, FFN_SIZES)
     else:
-        model.config.intermediate_size = max(sizes)
+        adapter.set_shape(model.config, "ffn", max(sizes))
         setattr(model.config, FFN_SIZES, sizes)
 
 
 def resize_ffn(model: nn.Module, sizes: list[int]) -> None:
     """Give each layer a feed-forward block of the given width (new, untrained weights)."""
     for part, size in zip(layer_parts(model), sizes, strict=True):
-        part.layer.intermediate.dense = nn.Linear(part.intermediate_dense.in_features, size)
-        part.layer.output.dense = nn.Linear(size, part.ffn_output.out_features)
+        part.adapter.resize_units(part.layer, size)
     record_ffn_sizes(model)
 
 
@@ -147,14 +131,12 @@ def magnitude_importance(model) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """L2 norm of each head's query/key/value rows and output columns; of each unit's in/out weights."""
     heads, units = [], []
     for p in layer_parts(model):
-        d, sa = p.head_size, p.self_attention
-        w = [sa.query.weight.detach(), sa.key.weight.detach(), sa.value.weight.detach()]
+        d = p.head_size
+        w, out = p.adapter.head_weights(p.layer)
         per_head = []
         for h in range(p.num_heads):
             rows = slice(h * d, (h + 1) * d)
-            sq = sum(float((m[rows] ** 2).sum()) for m in w) + float(
-                (p.attention_output.weight.detach()[:, rows] ** 2).sum()
-            )
+            sq = sum(float((m[rows] ** 2).sum()) for m in w) + float((out[:, rows] ** 2).sum())
             per_head.append(math.sqrt(sq))
         heads.append(np.array(per_head))
         w_in = p.intermediate_dense.weight.detach()

@@ -1,6 +1,6 @@
 """A narrower student initialised from the teacher instead of at random.
 
-The residual stream of a BERT layer stack is one ``hidden``-wide space shared by every layer, so one basis
+The residual stream of an encoder layer stack is one ``hidden``-wide space shared by every layer, so one basis
 serves them all: the leading principal directions ``P`` (hidden x width) of the teacher's hidden states on
 training text. Every weight that reads the stream is multiplied by ``P`` on its input side, every weight that
 writes it by ``P^T`` on its output side; each student layer keeps the teacher layer's heads and feed-forward
@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgecompress.modeling.encoders import adapter_for
 from edgecompress.modeling.layers import layer_parts, magnitude_importance
 
 
@@ -22,10 +23,10 @@ def principal_directions(teacher: nn.Module, batches: list[dict], width: int) ->
     """``(P, share)``: the ``width`` leading directions (hidden x width) of the teacher's hidden states at real
     tokens (embeddings and every layer), and the share of their second moment those directions hold."""
     teacher.eval()
-    hidden = teacher.config.hidden_size
+    hidden = adapter_for(teacher, "distill").hidden_size(teacher.config)
     moment = torch.zeros(hidden, hidden, dtype=torch.float64)
     for batch in batches:
-        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        inputs = {k: v for k, v in batch.items() if k in model_inputs(teacher)}
         states = teacher(**inputs, output_hidden_states=True).hidden_states
         real = inputs["attention_mask"].bool()
         for h in states:
@@ -34,6 +35,12 @@ def principal_directions(teacher: nn.Module, batches: list[dict], width: int) ->
     values, vectors = torch.linalg.eigh(moment)  # ascending
     top = vectors[:, -width:].flip(-1).float()
     return top, float(values[-width:].sum() / values.sum())
+
+
+def model_inputs(model: nn.Module) -> tuple[str, ...]:
+    """The tokenizer outputs the family's forward takes (DistilBERT and RoBERTa: no token types)."""
+    token_types = adapter_for(model, "distill").token_types
+    return ("input_ids", "attention_mask") + (("token_type_ids",) if token_types else ())
 
 
 def _copy_layernorm(student_ln: nn.LayerNorm, teacher_ln: nn.LayerNorm, p: torch.Tensor) -> None:
@@ -45,36 +52,70 @@ def _largest(scores, n: int) -> list[int]:
     return sorted(torch.as_tensor(scores).argsort(descending=True)[:n].tolist())
 
 
+def _narrow_embeddings(student: nn.Module, teacher: nn.Module, p: torch.Tensor) -> None:
+    """The tables write the stream (``@ p``), unless a projection does (ELECTRA's ``embeddings_project``,
+    which the student has whenever its width differs from the tables'): the tables and their LayerNorm are
+    then copied as they are and the projection goes to ``p^T W`` (``p^T`` where the teacher has none)."""
+    adapter = adapter_for(teacher, "distill")
+    s_project = adapter.embedding(student, "embedding_project")
+    names = ("word_embeddings", "position_embeddings", "token_type_embeddings")
+    for name in names:
+        t_table, s_table = adapter.embedding(teacher, name), adapter.embedding(student, name)
+        if t_table is not None and s_table is not None:
+            s_table.weight.copy_(t_table.weight if s_project is not None else t_table.weight @ p)
+    t_norm, s_norm = (
+        adapter.embedding(teacher, "embedding_norm"),
+        adapter.embedding(student, "embedding_norm"),
+    )
+    if s_project is None:
+        _copy_layernorm(s_norm, t_norm, p)
+        return
+    s_norm.load_state_dict(t_norm.state_dict())
+    t_project = adapter.embedding(teacher, "embedding_project")
+    if t_project is None:
+        s_project.weight.copy_(p.T)
+        s_project.bias.zero_()
+    else:
+        s_project.weight.copy_(p.T @ t_project.weight)
+        s_project.bias.copy_(p.T @ t_project.bias)
+
+
+def _narrow_head(student: nn.Module, teacher: nn.Module, p: torch.Tensor) -> None:
+    """The classification head: hidden -> hidden modules (BERT's pooler, RoBERTa's classifier.dense,
+    DistilBERT's pre_classifier) on both sides, the logits layer on its input side."""
+    adapter = adapter_for(teacher, "distill")
+    (t_square, t_out), (s_square, s_out) = adapter.head_modules(teacher), adapter.head_modules(student)
+    for t, s in zip(t_square, s_square, strict=False):
+        s.weight.copy_(p.T @ t.weight @ p)
+        s.bias.copy_(p.T @ t.bias)
+    s_out.weight.copy_(t_out.weight @ p)
+    s_out.bias.copy_(t_out.bias)
+
+
 @torch.no_grad()
 def narrow_from_teacher(
     student: nn.Module, teacher: nn.Module, init_layers: list[int], p: torch.Tensor
 ) -> None:
     """Initialise ``student`` (narrower, same head size) from ``teacher`` through the basis ``p``."""
-    t_base, s_base = teacher.base_model, student.base_model
-    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
-        getattr(s_base.embeddings, name).weight.copy_(getattr(t_base.embeddings, name).weight @ p)
-    _copy_layernorm(s_base.embeddings.LayerNorm, t_base.embeddings.LayerNorm, p)
+    _narrow_embeddings(student, teacher, p)
     head_scores, unit_scores = magnitude_importance(teacher)
     t_parts, s_parts = layer_parts(teacher), layer_parts(student)
+    a = t_parts[0].adapter
     for s, ti in zip(s_parts, init_layers, strict=True):
         t = t_parts[ti]
         d = t.head_size
         rows = [h * d + j for h in _largest(head_scores[ti], s.num_heads) for j in range(d)]
         for q in ("query", "key", "value"):
-            src, dst = getattr(t.self_attention, q), getattr(s.self_attention, q)
+            src, dst = a.part(t.layer, q), a.part(s.layer, q)
             dst.weight.copy_(src.weight[rows] @ p)
             dst.bias.copy_(src.bias[rows])
         s.attention_output.weight.copy_(p.T @ t.attention_output.weight[:, rows])
         s.attention_output.bias.copy_(p.T @ t.attention_output.bias)
-        _copy_layernorm(s.attention.output.LayerNorm, t.attention.output.LayerNorm, p)
+        _copy_layernorm(a.part(s.layer, "attn_norm"), a.part(t.layer, "attn_norm"), p)
         units = _largest(unit_scores[ti], s.num_units)
         s.intermediate_dense.weight.copy_(t.intermediate_dense.weight[units] @ p)
         s.intermediate_dense.bias.copy_(t.intermediate_dense.bias[units])
         s.ffn_output.weight.copy_(p.T @ t.ffn_output.weight[:, units])
         s.ffn_output.bias.copy_(p.T @ t.ffn_output.bias)
-        _copy_layernorm(s.layer.output.LayerNorm, t.layer.output.LayerNorm, p)
-    if getattr(t_base, "pooler", None) is not None and getattr(s_base, "pooler", None) is not None:
-        s_base.pooler.dense.weight.copy_(p.T @ t_base.pooler.dense.weight @ p)
-        s_base.pooler.dense.bias.copy_(p.T @ t_base.pooler.dense.bias)
-    student.classifier.weight.copy_(teacher.classifier.weight @ p)
-    student.classifier.bias.copy_(teacher.classifier.bias)
+        _copy_layernorm(a.part(s.layer, "ffn_norm"), a.part(t.layer, "ffn_norm"), p)
+    _narrow_head(student, teacher, p)

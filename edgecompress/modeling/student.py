@@ -10,6 +10,7 @@ import torch
 
 from edgecompress.distill.config import StudentConfig
 from edgecompress.errors import ModelError, RecipeError
+from edgecompress.modeling.encoders import adapter_for
 from edgecompress.modeling.layers import layer_list_name
 from edgecompress.modeling.loading import load_classifier, resolve
 
@@ -36,26 +37,33 @@ def copy_from_teacher(student: torch.nn.Module, teacher: torch.nn.Module, init_l
     student.load_state_dict(new_state)
 
 
+SHAPE_FIELDS = {"hidden_size": "hidden", "num_attention_heads": "heads", "intermediate_size": "ffn"}
+
+
 def student_config(teacher_config, cfg: StudentConfig):
     """The built student's transformers config, checked against the teacher's: needs no weights, so the
     run's preflight calls it before any training.
 
     Returns ``(config, init_layers)``; ``init_layers`` is None when the student is initialised at random.
     """
-    n_teacher = teacher_config.num_hidden_layers
+    adapter = adapter_for(teacher_config, "distill")
+    n_teacher = adapter.num_layers(teacher_config)
     if cfg.num_layers > n_teacher and not cfg.changes_width:
         raise RecipeError(
             f"{cfg.num_layers} layers asked, the teacher has only {n_teacher}", where="student.num_layers"
         )
     s_cfg = copy.deepcopy(teacher_config)
-    s_cfg.num_hidden_layers = cfg.num_layers
-    for field in ("hidden_size", "num_attention_heads", "intermediate_size"):
+    adapter.set_shape(s_cfg, "layers", cfg.num_layers)
+    for (
+        field,
+        key,
+    ) in SHAPE_FIELDS.items():  # under the family's own keys (DistilBERT: dim, n_heads, hidden_dim)
         if getattr(cfg, field) is not None:
-            setattr(s_cfg, field, getattr(cfg, field))
-    if s_cfg.hidden_size % s_cfg.num_attention_heads:
+            adapter.set_shape(s_cfg, key, getattr(cfg, field))
+    hidden, heads = adapter.hidden_size(s_cfg), adapter.num_heads(s_cfg)
+    if hidden % heads:
         raise RecipeError(
-            f"hidden_size {s_cfg.hidden_size} is not divisible by {s_cfg.num_attention_heads} heads",
-            where="student.num_attention_heads",
+            f"hidden_size {hidden} is not divisible by {heads} heads", where="student.num_attention_heads"
         )
     if cfg.changes_width and cfg.width_init == "random":
         return s_cfg, None
@@ -73,17 +81,25 @@ def student_config(teacher_config, cfg: StudentConfig):
 
 def _check_narrow(teacher_config, s_cfg) -> None:
     """What ``width_init: teacher`` needs: the teacher's head size, and no width above the teacher's."""
-    head = teacher_config.hidden_size // teacher_config.num_attention_heads
-    if s_cfg.hidden_size // s_cfg.num_attention_heads != head:
+    a = adapter_for(teacher_config, "distill")
+    head = a.hidden_size(teacher_config) // a.num_heads(teacher_config)
+    if a.hidden_size(s_cfg) // a.num_heads(s_cfg) != head:
         raise RecipeError(
             f"width_init teacher keeps the teacher's head size {head}: num_attention_heads must be hidden_size / "
-            f"{head} = {s_cfg.hidden_size / head:g}",
+            f"{head} = {a.hidden_size(s_cfg) / head:g}",
             where="student.num_attention_heads",
         )
-    for field in ("hidden_size", "intermediate_size"):
-        if getattr(s_cfg, field) > getattr(teacher_config, field):
+    if a.projects_embeddings(teacher_config) and not a.projects_embeddings(s_cfg):
+        raise RecipeError(
+            f"hidden_size {a.hidden_size(s_cfg)} equals the teacher's embedding_size, so the student would have no "
+            "embedding projection to carry the teacher's through its principal directions; choose another "
+            "hidden_size or width_init: random",
+            where="student.hidden_size",
+        )
+    for field, width in (("hidden_size", a.hidden_size), ("intermediate_size", a.ffn_size)):
+        if width(s_cfg) > width(teacher_config):
             raise RecipeError(
-                f"{getattr(s_cfg, field)} is wider than the teacher's {getattr(teacher_config, field)}",
+                f"{width(s_cfg)} is wider than the teacher's {width(teacher_config)}",
                 where=f"student.{field}",
             )
 
@@ -112,14 +128,15 @@ def build_student(
     if cfg.changes_width:
         from edgecompress.modeling.narrow import narrow_from_teacher, principal_directions
 
-        basis, share = principal_directions(teacher, sample_batches or [], s_cfg.hidden_size)
+        width = adapter_for(s_cfg, "distill").hidden_size(s_cfg)
+        basis, share = principal_directions(teacher, sample_batches or [], width)
         narrow_from_teacher(student, teacher, init, basis)
         return student, {
             "built_from": "teacher",
             "init": "teacher through its principal directions",
             "init_layers": init,
             "layers": cfg.num_layers,
-            "hidden_size": s_cfg.hidden_size,
+            "hidden_size": width,
             "second_moment_kept": round(share, 4),
         }
     copy_from_teacher(student, teacher, init)

@@ -23,27 +23,29 @@ def normalise_per_layer(scores: list[np.ndarray]) -> list[np.ndarray]:
 
 @contextmanager
 def _gates(model: torch.nn.Module):
-    """Multiplicative gates on every head's output and every intermediate unit."""
+    """Multiplicative gates on every head's context and every intermediate unit: on the INPUT of the attention
+    output projection and of the FFN output layer, which is per head / per unit in every family (the output
+    of DistilBERT's attention module is already projected)."""
     parts = layer_parts(model)
     head_gates = [torch.ones(p.num_heads, requires_grad=True) for p in parts]
     unit_gates = [torch.ones(p.num_units, requires_grad=True) for p in parts]
     hooks = []
 
     def head_hook(gate, head_size):
-        def hook(_module, _inputs, output):
-            context = output[0] if isinstance(output, tuple) else output
-            b, n, _ = context.shape
-            gated = (context.view(b, n, -1, head_size) * gate.to(context)[None, None, :, None]).view(b, n, -1)
-            return (gated, *output[1:]) if isinstance(output, tuple) else gated
+        def hook(_module, args):
+            context, *rest = args
+            shape = context.shape
+            gated = context.reshape(*shape[:-1], -1, head_size) * gate.to(context)[:, None]
+            return (gated.reshape(shape), *rest)
 
         return hook
 
     def unit_hook(gate):
-        return lambda _m, _i, output: output * gate.to(output)
+        return lambda _m, args: (args[0] * gate.to(args[0]), *args[1:])
 
     for p, hg, ug in zip(parts, head_gates, unit_gates, strict=True):
-        hooks.append(p.self_attention.register_forward_hook(head_hook(hg, p.head_size)))
-        hooks.append(p.intermediate.register_forward_hook(unit_hook(ug)))
+        hooks.append(p.attention_output.register_forward_pre_hook(head_hook(hg, p.head_size)))
+        hooks.append(p.ffn_output.register_forward_pre_hook(unit_hook(ug)))
     try:
         yield head_gates, unit_gates
     finally:

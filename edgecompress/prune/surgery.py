@@ -1,4 +1,4 @@
-"""Physical removal of heads, feed-forward units and whole layers from BERT-style models.
+"""Physical removal of heads, feed-forward units and whole layers, per family through its encoder adapter.
 
 We own the slicing (``prune_linear_layer`` on query/key/value rows and output-projection columns) rather
 than calling ``model.prune_heads``, which transformers 5 removed; ``config.pruned_heads`` is still written
@@ -7,11 +7,10 @@ in the transformers format so the checkpoint reloads with the same shapes.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
-from transformers.pytorch_utils import prune_linear_layer
 
 from edgecompress.errors import ModelError
+from edgecompress.modeling.encoders import adapter_for
 from edgecompress.modeling.layers import layer_list_name, layer_parts, record_ffn_sizes, surviving_heads
 
 
@@ -24,24 +23,16 @@ def remove_heads(model: nn.Module, remove: dict[int, list[int]]) -> None:
             continue
         p = parts[i]
         keep = [h for h in range(p.num_heads) if h not in set(heads)]
-        d = p.head_size
-        index = torch.tensor([h * d + j for h in keep for j in range(d)], dtype=torch.long)
-        sa = p.self_attention
-        sa.query = prune_linear_layer(sa.query, index)
-        sa.key = prune_linear_layer(sa.key, index)
-        sa.value = prune_linear_layer(sa.value, index)
-        p.attention.output.dense = prune_linear_layer(p.attention_output, index, dim=1)
-        sa.num_attention_heads = len(keep)
-        sa.all_head_size = d * len(keep)
+        p.adapter.keep_heads(p.layer, keep)
         alive[i] = [alive[i][h] for h in keep]
     _write_head_config(model, alive)
 
 
 def _write_head_config(model: nn.Module, alive: list[list[int]]) -> None:
-    n = model.config.num_attention_heads
+    n = adapter_for(model).num_heads(model.config)
     model.config.pruned_heads = {i: sorted(set(range(n)) - set(a)) for i, a in enumerate(alive) if len(a) < n}
     for p, a in zip(layer_parts(model), alive, strict=True):
-        p.attention.pruned_heads = set(range(n)) - set(a)
+        p.adapter.set_pruned_heads(p.layer, set(range(n)) - set(a))
 
 
 def remove_units(model: nn.Module, remove: dict[int, list[int]]) -> None:
@@ -51,9 +42,7 @@ def remove_units(model: nn.Module, remove: dict[int, list[int]]) -> None:
         if not units:
             continue
         p = parts[i]
-        keep = torch.tensor([u for u in range(p.num_units) if u not in set(units)], dtype=torch.long)
-        p.layer.intermediate.dense = prune_linear_layer(p.intermediate_dense, keep)
-        p.layer.output.dense = prune_linear_layer(p.ffn_output, keep, dim=1)
+        p.adapter.keep_units(p.layer, [u for u in range(p.num_units) if u not in set(units)])
     record_ffn_sizes(model)
 
 
@@ -69,6 +58,6 @@ def drop_layers(model: nn.Module, layers: list[int]) -> None:
         raise ModelError("pruning would remove every layer", where="prune.heads")
     parent_name, _, attr = name.rpartition(".")
     setattr(model.get_submodule(parent_name), attr, nn.ModuleList(old[i] for i in keep))
-    model.config.num_hidden_layers = len(keep)
+    adapter_for(model).set_shape(model.config, "layers", len(keep))
     _write_head_config(model, [alive[i] for i in keep])
     record_ffn_sizes(model)

@@ -1,0 +1,376 @@
+"""Encoder families through their adapters (modeling.encoders): the student, distillation, pruning with reload,
+the narrow initialisation and position trimming on tiny random BERT, ELECTRA, RoBERTa, XLM-R and DistilBERT
+models, and the one-line refusals of the families edgecompress cannot compress (yet).
+
+Every model is built from a transformers config here (4 layers, width 32, 4 heads, vocabulary 100): no
+downloads. The reference paths below are spelled out per family on purpose, apart from the adapters.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from conftest import tiny_recipe
+
+from edgecompress.distill.config import DistillConfig, StudentConfig
+from edgecompress.distill.losses import DistillationLoss
+from edgecompress.distill.stage import disable_attention_dropout, plan_matching
+from edgecompress.errors import ModelError, RecipeError
+from edgecompress.modeling import layers
+from edgecompress.modeling.embeddings import trim_positions
+from edgecompress.modeling.encoders import adapter_for
+from edgecompress.modeling.loading import load_saved_classifier
+from edgecompress.modeling.narrow import principal_directions
+from edgecompress.modeling.student import build_student
+from edgecompress.preflight import check_shapes
+from edgecompress.prune import surgery
+from edgecompress.prune.importance import gradient_importance
+from edgecompress.recipe import recipe_from_dict
+
+LABELS = ["negative", "positive"]
+VOCAB, LENGTH = 100, 10
+
+# model_type -> (config kwargs, layer list under the base model, attention output path, FFN output path, pad id)
+FAMILIES = {
+    "bert": (
+        dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=64),
+        "encoder.layer",
+        "attention.output.dense",
+        "output.dense",
+        0,
+    ),
+    "electra": (
+        dict(
+            embedding_size=16,
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=64,
+        ),
+        "encoder.layer",
+        "attention.output.dense",
+        "output.dense",
+        0,
+    ),
+    "roberta": (
+        dict(
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=64,
+            pad_token_id=1,
+            type_vocab_size=1,
+        ),
+        "encoder.layer",
+        "attention.output.dense",
+        "output.dense",
+        1,
+    ),
+    "xlm-roberta": (
+        dict(
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=64,
+            pad_token_id=1,
+            type_vocab_size=1,
+        ),
+        "encoder.layer",
+        "attention.output.dense",
+        "output.dense",
+        1,
+    ),
+    "distilbert": (
+        dict(dim=32, n_layers=4, n_heads=4, hidden_dim=64),
+        "transformer.layer",
+        "attention.out_lin",
+        "ffn.lin2",
+        0,
+    ),
+}
+TYPES = list(FAMILIES)
+
+
+def build(model_type: str, seed: int = 0):
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    kwargs = FAMILIES[model_type][0]
+    positions = 40 + (2 if FAMILIES[model_type][4] else 0)
+    cfg = AutoConfig.for_model(
+        model_type, vocab_size=VOCAB, max_position_embeddings=positions, num_labels=2, **kwargs
+    )
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_config(
+        copy.deepcopy(cfg), attn_implementation="eager"
+    ).eval()
+
+
+def batch(model_type: str, length: int = LENGTH, seed: int = 0) -> dict:
+    pad = FAMILIES[model_type][4]
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, VOCAB, (3, length), generator=g)
+    mask = torch.ones_like(ids)
+    ids[1, length - 3 :], mask[1, length - 3 :] = pad, 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def logits(model, inputs) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(**inputs).logits
+
+
+def layer_list(model, model_type):
+    return model.base_model.get_submodule(FAMILIES[model_type][1])
+
+
+def masked_logits(model, model_type, inputs, heads: dict[int, list[int]], units: dict[int, list[int]]):
+    """Reference: the unpruned model with the heads' contexts and the units' activations multiplied by zero."""
+    _, _, attn_out, ffn_out, _ = FAMILIES[model_type]
+    d = 32 // 4
+    hooks = []
+    for i, layer in enumerate(layer_list(model, model_type)):
+        head_gate, unit_gate = torch.ones(4), torch.ones(64)
+        head_gate[heads.get(i, [])] = 0
+        unit_gate[units.get(i, [])] = 0
+
+        def zero_heads(_m, args, g=head_gate):
+            x = args[0]
+            return ((x.reshape(*x.shape[:-1], 4, d) * g[:, None]).reshape(x.shape),)
+
+        hooks.append(layer.get_submodule(attn_out).register_forward_pre_hook(zero_heads))
+        hooks.append(
+            layer.get_submodule(ffn_out).register_forward_pre_hook(lambda _m, a, g=unit_gate: (a[0] * g,))
+        )
+    try:
+        return logits(model, inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_student_from_teacher_layers_distils_with_attention_and_hidden_transfer(model_type, one_thread):
+    teacher = build(model_type)
+    student, info = build_student(teacher, StudentConfig(num_layers=2, init_layers=[1, 3]), LABELS)
+    assert info["init_layers"] == [1, 3] and student.config.model_type == model_type
+    for s, t in zip(layer_list(student, model_type), [1, 3], strict=True):
+        t_state = layer_list(teacher, model_type)[t].state_dict()
+        assert all(torch.equal(v, t_state[k]) for k, v in s.state_dict().items())
+    # a narrower student (width_init teacher): the hidden term goes through the learned projections
+    narrow_cfg = StudentConfig(
+        num_layers=2, hidden_size=24, num_attention_heads=3, intermediate_size=32, width_init="teacher"
+    )
+    inputs, labels = batch(model_type), torch.tensor([0, 1, 0])
+    student, _ = build_student(teacher, narrow_cfg, LABELS, [inputs])
+    cfg = DistillConfig(head_mismatch="average")
+    mapping = plan_matching(cfg, student, teacher)
+    assert mapping == [0, 3]
+    assert disable_attention_dropout(student) == 2  # one attention-probability dropout per layer
+    loss_module = DistillationLoss(cfg, mapping, 24, 32)
+    assert loss_module.projections is not None
+    opt = torch.optim.AdamW([*student.parameters(), *loss_module.parameters()], lr=1e-3)
+    student.train()
+    losses = []
+    for _ in range(2):
+        with torch.no_grad():
+            t_out = teacher(**inputs, output_attentions=True, output_hidden_states=True)
+        s_out = student(**inputs, output_attentions=True, output_hidden_states=True)
+        total, parts = loss_module(s_out, t_out, labels, inputs["attention_mask"])
+        assert {"ce", "kd", "att", "hid"} <= set(parts) and torch.isfinite(total)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        losses.append(parts["loss"])
+    assert losses[1] != losses[0]
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_pruned_heads_and_units_equal_the_masked_model_and_reload(model_type, tmp_path):
+    model = build(model_type)
+    inputs = batch(model_type)
+    heads, units = {0: [1, 2], 2: [0]}, {1: list(range(10)), 3: [5, 6]}
+    expected = masked_logits(model, model_type, inputs, heads, units)
+    surgery.remove_heads(model, heads)
+    surgery.remove_units(model, units)
+    trim_positions(model, LENGTH)  # as the prune stage shrinks the tables
+    assert layers.head_counts(model) == [2, 4, 3, 4] and layers.ffn_sizes(model) == [64, 54, 64, 62]
+    assert model.config.pruned_heads == {0: [1, 2], 2: [0]}
+    assert torch.allclose(logits(model, inputs), expected, atol=1e-5)
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["edgecompress_ffn_sizes"] == [64, 54, 64, 62]
+    assert saved[adapter_for(model).keys.ffn] == 64
+    back = load_saved_classifier(tmp_path)
+    assert layers.head_counts(back) == [2, 4, 3, 4] and layers.ffn_sizes(back) == [64, 54, 64, 62]
+    assert torch.allclose(logits(back, inputs), expected, atol=1e-5)
+
+
+def test_distilbert_ffn_width_is_written_as_hidden_dim(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    model = build("distilbert")
+    inputs = batch("distilbert")
+    surgery.remove_units(model, {i: list(range(16)) for i in range(4)})
+    expected = logits(model, inputs)
+    assert model.config.hidden_dim == 48 and "intermediate_size" not in model.config.to_dict()
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    back = AutoModelForSequenceClassification.from_pretrained(tmp_path, attn_implementation="eager")
+    assert torch.allclose(logits(back, inputs), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_gradient_importance_sees_a_dead_head(model_type, one_thread):
+    model = build(model_type)
+    layer = layer_list(model, model_type)[1]
+    attn_out = layer.get_submodule(FAMILIES[model_type][2])
+    with torch.no_grad():
+        attn_out.weight[:, 8:16] = 0  # head 1 of layer 1 writes nothing
+    heads, units = gradient_importance(model, [{**batch(model_type), "labels": torch.tensor([0, 1, 0])}])
+    assert [len(h) for h in heads] == [4] * 4 and [len(u) for u in units] == [64] * 4
+    assert heads[1][1] == 0 and all(heads[1][h] > 0 for h in (0, 2, 3))
+    magnitude = layers.magnitude_importance(model)[0]
+    assert magnitude[1][1] < magnitude[1][0]
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_narrow_student_starts_from_the_teacher(model_type, one_thread):
+    teacher = build(model_type)
+    samples = [batch(model_type, seed=s) for s in range(3)]
+    cfg = StudentConfig(
+        num_layers=2, hidden_size=24, num_attention_heads=3, intermediate_size=32, width_init="teacher"
+    )
+    student, info = build_student(teacher, cfg, LABELS, samples)
+    assert info["init"].startswith("teacher") and info["hidden_size"] == 24
+    adapter = adapter_for(student)
+    assert adapter.hidden_size(student.config) == 24 and adapter.ffn_size(student.config) == 32
+    assert layers.head_counts(student) == [3, 3] and layers.ffn_sizes(student) == [32, 32]
+    if model_type == "distilbert":
+        assert student.config.dim == 24 and student.config.hidden_dim == 32
+        assert "intermediate_size" not in student.config.to_dict()
+    p, _ = principal_directions(teacher, samples, 24)
+    words = (teacher.get_input_embeddings().weight, student.get_input_embeddings().weight)
+    if model_type == "electra":  # narrower tables: copied, the projection carries them into the stream
+        assert torch.equal(words[1], words[0])
+        project = teacher.electra.embeddings_project
+        assert torch.allclose(student.electra.embeddings_project.weight, p.T @ project.weight, atol=1e-5)
+    else:
+        assert torch.allclose(words[1], words[0] @ p, atol=1e-5)
+    assert torch.isfinite(logits(student, batch(model_type))).all()
+
+
+def test_electra_student_as_wide_as_the_tables_is_refused():
+    teacher = build("electra")  # tables 16 wide, stream 32: a projection writes the stream
+    cfg = StudentConfig(
+        num_layers=2, hidden_size=16, num_attention_heads=2, intermediate_size=32, width_init="teacher"
+    )
+    with pytest.raises(
+        RecipeError, match="^student.hidden_size: hidden_size 16 equals the teacher's embedding_size"
+    ):
+        build_student(teacher, cfg, LABELS, [batch("electra")])
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_trim_positions_keeps_the_rows_inputs_use(model_type):
+    model = build(model_type)
+    inputs = batch(model_type, length=LENGTH)
+    expected = logits(model, inputs)
+    offset = 2 if model_type in ("roberta", "xlm-roberta") else 0  # padding index 1, real tokens from 2
+    done = trim_positions(model, LENGTH)
+    table = model.base_model.embeddings.position_embeddings
+    assert done == {"positions": LENGTH + offset, "positions_before": 40 + offset}
+    assert table.num_embeddings == LENGTH + offset == model.config.max_position_embeddings
+    assert torch.allclose(logits(model, inputs), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_factorised_word_table_and_trimmed_positions_reload(model_type, tmp_path):
+    from edgecompress.modeling.embeddings import FactorizedEmbedding, factorize_word_embeddings
+
+    model = build(model_type)
+    inputs = batch(model_type)
+    surgery.remove_heads(model, {1: [3]})
+    factorize_word_embeddings(model, 8)
+    trim_positions(model, LENGTH)
+    expected = logits(model, inputs)
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    back = load_saved_classifier(tmp_path)
+    assert isinstance(back.get_input_embeddings(), FactorizedEmbedding)
+    assert (
+        back.base_model.embeddings.position_embeddings.num_embeddings == model.config.max_position_embeddings
+    )
+    assert layers.head_counts(back) == [4, 3, 4, 4]
+    assert torch.allclose(logits(back, inputs), expected, atol=1e-5)
+
+
+REFUSED = {
+    "albert": "shares one set of layer weights",
+    "deberta-v2": "not supported yet",
+    "mpnet": "not supported yet",
+    "modernbert": "not supported yet",
+    "gpt2": "not supported by the distill stage",
+}
+
+
+@pytest.mark.parametrize("model_type", list(REFUSED))
+def test_refused_families_fail_preflight_in_one_line(model_type, tmp_path, tiny_csv):
+    from transformers import AutoConfig
+
+    folder = tmp_path / model_type
+    AutoConfig.for_model(model_type).save_pretrained(folder)
+    (folder / "model.safetensors").write_bytes(b"")  # preflight reads configs only
+    recipe = recipe_from_dict(tiny_recipe(folder, tiny_csv, tmp_path / "out"))
+    with pytest.raises(ModelError) as err:
+        check_shapes(recipe)
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("teacher.model: ")
+    assert f"'{model_type}'" in line and REFUSED[model_type] in line and "distill" in line
+
+
+def test_a_refused_student_model_names_its_field_and_the_prune_stage(tiny_teacher, tiny_csv, tmp_path):
+    from transformers import AlbertConfig
+
+    folder = tmp_path / "albert"
+    AlbertConfig().save_pretrained(folder)
+    (folder / "model.safetensors").write_bytes(b"")
+    recipe = tiny_recipe(
+        tiny_teacher,
+        tiny_csv,
+        tmp_path / "out",
+        student={"model": str(folder)},
+        prune={"ffn": {"fraction": 0.5}},
+    )
+    with pytest.raises(ModelError, match=r"^student.model: model type 'albert': .* the prune stage") as err:
+        check_shapes(recipe_from_dict(recipe))
+    assert "\n" not in str(err.value)
+
+
+def test_refusal_names_the_stage_that_cannot_run():
+    from transformers import AlbertConfig, AlbertModel
+
+    model = AlbertModel(
+        AlbertConfig(hidden_size=32, num_attention_heads=4, intermediate_size=64, vocab_size=VOCAB)
+    )
+    with pytest.raises(ModelError, match=r"^prune: model type 'albert': ALBERT shares .* the prune stage"):
+        layers.layer_parts(model)
+
+
+def test_validate_prints_the_refusal_as_one_line(tmp_path, tiny_csv):
+    import yaml
+    from transformers import MPNetConfig
+    from typer.testing import CliRunner
+
+    from edgecompress.cli import app
+
+    folder = tmp_path / "mpnet"
+    MPNetConfig().save_pretrained(folder)
+    (folder / "model.safetensors").write_bytes(b"")
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe(folder, tiny_csv, tmp_path / "out")))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert result.output.startswith(
+        "error: teacher.model: model type 'mpnet' is not supported yet: the distill stage"
+    )
