@@ -290,6 +290,7 @@ def check_exact(
     new_id = {old: new for new, old in enumerate(keep)}
     full = tokenizer(texts, pairs, truncation=True, max_length=max_length)["input_ids"]
     cut = trimmed(texts, pairs, truncation=True, max_length=max_length)["input_ids"]
+    trimmed.backend_tokenizer.no_truncation()  # as loaded: the call above left its truncation set
     for i, (before, after) in enumerate(zip(full, cut, strict=True)):
         if all(t in new_id for t in before) and [new_id[t] for t in before] != after:
             text = texts[i] if pairs is None else f"{texts[i]} / {pairs[i]}"
