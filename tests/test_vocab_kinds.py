@@ -219,3 +219,18 @@ def test_the_report_says_the_vocabulary_was_kept_whole():
     assert "Vocabulary 9 -> 9 word-pieces" in "\n".join(pruning_section(rec))
     rec["vocab"]["kept_full"] = line
     assert f"Vocabulary kept whole (9 word-pieces): {line}." in pruning_section(rec)
+
+
+def test_wordpiece_trimming_is_the_tokenizer_its_trimmed_vocab_txt_builds(tiny_teacher, tmp_path):
+    """The BERT path is what it was (a tokenizer rebuilt from the kept word-pieces' vocab.txt), byte for byte."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    texts = ["the movie was great 3", "boring and dull plot", "zebra"]
+    keep = vocab.kept_token_ids(tok, texts, None, 16, 1)
+    model = tiny_classifier("bert", tok)
+    new = vocab.trim_vocabulary(model, tok, keep, texts, None, 16)
+    id_to_token = {i: t for t, i in tok.get_vocab().items()}
+    (tmp_path / "vocab.txt").write_text("".join(id_to_token[i] + "\n" for i in keep), encoding="utf-8")
+    rebuilt = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"), do_lower_case=True)
+    assert new.backend_tokenizer.to_str() == rebuilt.backend_tokenizer.to_str()
