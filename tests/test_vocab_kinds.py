@@ -234,3 +234,25 @@ def test_wordpiece_trimming_is_the_tokenizer_its_trimmed_vocab_txt_builds(tiny_t
     (tmp_path / "vocab.txt").write_text("".join(id_to_token[i] + "\n" for i in keep), encoding="utf-8")
     rebuilt = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"), do_lower_case=True)
     assert new.backend_tokenizer.to_str() == rebuilt.backend_tokenizer.to_str()
+
+
+@pytest.mark.parametrize("family", ["roberta", "xlm-roberta"])
+def test_trimmed_vocabulary_and_trimmed_positions_compose(family):
+    """As the prune stage does: the vocabulary, then the position table (pad id + 1 rows before position 0, the
+    pad id trimming kept); the logits of truncated inputs do not move."""
+    from edgecompress.prune.config import EmbeddingShrinkConfig
+    from edgecompress.prune.stage import shrink_embeddings
+
+    tok = TOKENIZERS[family](TEXTS)
+    model = tiny_classifier(family, tok)
+    full = copy.deepcopy(model)
+    new, record = trim_for_student(PRUNE, model, tok, _Data(), 24)
+    assert record["after"] < record["before"] and "kept_full" not in record
+    done = shrink_embeddings(model, new, EmbeddingShrinkConfig(trim_positions=True), 24)
+    assert done["positions"] == 24 + 2 < done["positions_before"]
+    enc_full = tok(TRAIN, truncation=True, max_length=24, padding=True, return_tensors="pt")
+    enc_new = new(TRAIN, truncation=True, max_length=24, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = full(input_ids=enc_full["input_ids"], attention_mask=enc_full["attention_mask"]).logits
+        got = model(input_ids=enc_new["input_ids"], attention_mask=enc_new["attention_mask"]).logits
+    assert torch.allclose(got, want, atol=1e-6)
