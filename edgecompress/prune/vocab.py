@@ -32,8 +32,8 @@ CONFIG_SPECIAL_IDS = ("pad_token_id", "bos_token_id", "eos_token_id", "cls_token
 
 @dataclass(frozen=True)
 class TokenizerKind:
-    """How one tokenizer.json ``model`` type is trimmed: the tokens segmenting the kept ones needs, and the
-    model section rewritten for the kept tokens (``{token: new id}``)."""
+    """How one tokenizer.json ``model`` type is trimmed: the extra tokens its algorithm needs to segment text
+    as before (``closure``), and its model section rewritten for the kept tokens (``{token: new id}``)."""
 
     name: str
     closure: Callable[[dict, set[str], Callable[[], set[str]]], set[str]]  # (model, kept, training words)
