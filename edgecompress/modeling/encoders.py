@@ -119,7 +119,6 @@ class EncoderAdapter:
     embedding_norm: str = "embeddings.LayerNorm"
     embedding_project: str | None = None  # a Linear writing the stream from narrower tables (ELECTRA)
     position_offset_from_pad: bool = False  # RoBERTa-style ids: real tokens start at pad_token_id + 1
-    token_types: bool = True  # the forward takes token_type_ids
     head_square: tuple[str, ...] = ()  # hidden -> hidden head modules (pooler, classifier.dense)
     head_out: str = "classifier"  # the layer that reads the head's vector and writes the logits
 
@@ -265,7 +264,6 @@ ROBERTA = register(
         ("roberta", "xlm-roberta"),
         "encoder.layer",
         position_offset_from_pad=True,
-        token_types=False,
         head_square=("classifier.dense",),
         head_out="classifier.out_proj",
     )
@@ -277,7 +275,6 @@ DISTILBERT = register(
         slots=DISTILBERT_SLOTS,
         keys=DISTILBERT_KEYS,
         token_type_embeddings=None,
-        token_types=False,
         head_square=("pre_classifier",),
     )
 )

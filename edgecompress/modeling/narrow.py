@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgecompress.inputs import model_inputs
 from edgecompress.modeling.encoders import adapter_for
 from edgecompress.modeling.layers import layer_parts, magnitude_importance
 
@@ -35,12 +36,6 @@ def principal_directions(teacher: nn.Module, batches: list[dict], width: int) ->
     values, vectors = torch.linalg.eigh(moment)  # ascending
     top = vectors[:, -width:].flip(-1).float()
     return top, float(values[-width:].sum() / values.sum())
-
-
-def model_inputs(model: nn.Module) -> tuple[str, ...]:
-    """The tokenizer outputs the family's forward takes (DistilBERT and RoBERTa: no token types)."""
-    token_types = adapter_for(model, "distill").token_types
-    return ("input_ids", "attention_mask") + (("token_type_ids",) if token_types else ())
 
 
 def _copy_layernorm(student_ln: nn.LayerNorm, teacher_ln: nn.LayerNorm, p: torch.Tensor) -> None:
