@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgecompress.recipe import Recipe, load_recipe, recipe_json_schema
 
 
-def validate(recipe: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Parse and check a recipe file, and the shapes it asks of its models (no weights are loaded); raises an
-    EdgeCompressError naming the file or the field."""
+def validate(
+    recipe: str | Path, overrides: dict[str, Any] | None = None, on_note: Callable[[str], None] | None = None
+) -> Recipe:
+    """Parse and check a recipe file, and the shapes it asks of its models (no weights are loaded, nothing is
+    downloaded); raises an EdgeCompressError naming the file or the field. ``on_note`` receives a line for
+    each check that could not be made (a hub model out of reach, an embedded model installed on first run)."""
     from edgecompress.preflight import check_shapes
 
     parsed = load_recipe(recipe, overrides)
-    check_shapes(parsed, hub_optional=True)
+    for note in check_shapes(parsed, hub_optional=True, install=False):
+        if on_note is not None:
+            on_note(note)
     return parsed
 
 

