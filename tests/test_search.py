@@ -271,3 +271,22 @@ def test_search_cost_estimates_the_saving_per_student_depth():
     assert rows[3]["full_estimate_s"] == 400 and rows[4]["full_estimate_s"] == 500
     assert total["saved_s_estimate"] == 300 + 450 and total["stopped_early"] == 2
     assert total["saved_share"] == 750 / (2950 + 750)
+
+
+def test_the_study_stops_trials_only_beyond_the_budget_and_its_margin(searched, tmp_path):
+    """max_drop 1.0 with the default margin (half a point of validation noise): 1.3 points down goes on, 1.6
+    stops; the space offers "not pruned" (0) by default."""
+    import optuna
+
+    from edgecompress.recipe import load_recipe
+    from edgecompress.search.config import FractionRange, SearchConfig
+    from edgecompress.search.study import open_study
+
+    assert FractionRange().values()[0] == 0.0
+    recipe = load_recipe(searched[0])
+    study = open_study(SearchConfig(max_drop=1.0), recipe, tmp_path, None, "margin")
+    for drop, stops in ((1.3, False), (1.6, True)):
+        trial = study.ask()
+        trial.report(drop, 1)
+        assert trial.should_prune() is stops, drop
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
