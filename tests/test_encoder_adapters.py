@@ -1,6 +1,6 @@
 """Encoder families through their adapters (modeling.encoders): the student, distillation, pruning with reload,
-the narrow initialisation and position trimming on tiny random BERT, ELECTRA, RoBERTa, XLM-R and DistilBERT
-models, and the one-line refusals of the families edgecompress cannot compress (yet).
+the narrow initialisation and position trimming on tiny random BERT, ELECTRA, RoBERTa, XLM-R, DistilBERT and
+MPNet models, and the one-line refusals of the families edgecompress cannot compress (yet).
 
 Every model is built from a transformers config here (4 layers, width 32, 4 heads, vocabulary 100): no
 downloads. The reference paths below are spelled out per family on purpose, apart from the adapters.
@@ -90,8 +90,31 @@ FAMILIES = {
         "ffn.lin2",
         0,
     ),
+    "mpnet": (
+        dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=64),
+        "encoder.layer",
+        "attention.attn.o",
+        "output.dense",
+        1,
+    ),
 }
 TYPES = list(FAMILIES)
+UNIFORM_HEADS = {"mpnet"}  # one relative-bias column per head, shared by all layers
+OFFSET = {"roberta": 2, "xlm-roberta": 2, "mpnet": 2}  # padding index 1, real tokens from 2
+
+
+def head_plan(model_type: str, per_layer: dict[int, list[int]]) -> dict[int, list[int]]:
+    """The heads a test removes: MPNet removes the first layer's choice from every layer."""
+    if model_type in UNIFORM_HEADS:
+        return {i: per_layer.get(min(per_layer), []) for i in range(4)}
+    return per_layer
+
+
+def head_record(model) -> list[list[int]] | dict:
+    """Where the kept heads are written: edgecompress_heads (MPNet) or transformers' pruned_heads."""
+    if model.config.model_type in UNIFORM_HEADS:
+        return model.config.edgecompress_heads
+    return model.config.pruned_heads
 
 
 def build(model_type: str, seed: int = 0):
@@ -191,20 +214,25 @@ def test_student_from_teacher_layers_distils_with_attention_and_hidden_transfer(
 def test_pruned_heads_and_units_equal_the_masked_model_and_reload(model_type, tmp_path):
     model = build(model_type)
     inputs = batch(model_type)
-    heads, units = {0: [1, 2], 2: [0]}, {1: list(range(10)), 3: [5, 6]}
+    heads, units = head_plan(model_type, {0: [1, 2], 2: [0]}), {1: list(range(10)), 3: [5, 6]}
     expected = masked_logits(model, model_type, inputs, heads, units)
     surgery.remove_heads(model, heads)
     surgery.remove_units(model, units)
     trim_positions(model, LENGTH)  # as the prune stage shrinks the tables
-    assert layers.head_counts(model) == [2, 4, 3, 4] and layers.ffn_sizes(model) == [64, 54, 64, 62]
-    assert model.config.pruned_heads == {0: [1, 2], 2: [0]}
+    counts = [2] * 4 if model_type in UNIFORM_HEADS else [2, 4, 3, 4]
+    assert layers.head_counts(model) == counts and layers.ffn_sizes(model) == [64, 54, 64, 62]
+    if model_type in UNIFORM_HEADS:
+        assert head_record(model) == [[0, 3]] * 4 and not model.config.pruned_heads
+        assert model.mpnet.encoder.relative_attention_bias.weight.shape == (32, 2)
+    else:
+        assert head_record(model) == {0: [1, 2], 2: [0]}
     assert torch.allclose(logits(model, inputs), expected, atol=1e-5)
     model.save_pretrained(tmp_path, safe_serialization=True)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["edgecompress_ffn_sizes"] == [64, 54, 64, 62]
     assert saved[adapter_for(model).keys.ffn] == 64
     back = load_saved_classifier(tmp_path)
-    assert layers.head_counts(back) == [2, 4, 3, 4] and layers.ffn_sizes(back) == [64, 54, 64, 62]
+    assert layers.head_counts(back) == counts and layers.ffn_sizes(back) == [64, 54, 64, 62]
     assert torch.allclose(logits(back, inputs), expected, atol=1e-5)
 
 
@@ -277,7 +305,7 @@ def test_trim_positions_keeps_the_rows_inputs_use(model_type):
     model = build(model_type)
     inputs = batch(model_type, length=LENGTH)
     expected = logits(model, inputs)
-    offset = 2 if model_type in ("roberta", "xlm-roberta") else 0  # padding index 1, real tokens from 2
+    offset = OFFSET.get(model_type, 0)
     done = trim_positions(model, LENGTH)
     table = model.base_model.embeddings.position_embeddings
     assert done == {"positions": LENGTH + offset, "positions_before": 40 + offset}
@@ -291,7 +319,7 @@ def test_factorised_word_table_and_trimmed_positions_reload(model_type, tmp_path
 
     model = build(model_type)
     inputs = batch(model_type)
-    surgery.remove_heads(model, {1: [3]})
+    surgery.remove_heads(model, head_plan(model_type, {1: [3]}))
     factorize_word_embeddings(model, 8)
     trim_positions(model, LENGTH)
     expected = logits(model, inputs)
@@ -301,14 +329,13 @@ def test_factorised_word_table_and_trimmed_positions_reload(model_type, tmp_path
     assert (
         back.base_model.embeddings.position_embeddings.num_embeddings == model.config.max_position_embeddings
     )
-    assert layers.head_counts(back) == [4, 3, 4, 4]
+    assert layers.head_counts(back) == ([3] * 4 if model_type in UNIFORM_HEADS else [4, 3, 4, 4])
     assert torch.allclose(logits(back, inputs), expected, atol=1e-5)
 
 
 REFUSED = {
     "albert": "shares one set of layer weights",
     "deberta-v2": "not supported yet",
-    "mpnet": "not supported yet",
     "modernbert": "not supported yet",
     "gpt2": "not supported by the distill stage",
 }
@@ -359,18 +386,73 @@ def test_refusal_names_the_stage_that_cannot_run():
 
 def test_validate_prints_the_refusal_as_one_line(tmp_path, tiny_csv):
     import yaml
-    from transformers import MPNetConfig
+    from transformers import ModernBertConfig
     from typer.testing import CliRunner
 
     from edgecompress.cli import app
 
-    folder = tmp_path / "mpnet"
-    MPNetConfig().save_pretrained(folder)
+    folder = tmp_path / "modernbert"
+    ModernBertConfig().save_pretrained(folder)
     (folder / "model.safetensors").write_bytes(b"")
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe(folder, tiny_csv, tmp_path / "out")))
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert result.output.startswith(
-        "error: teacher.model: model type 'mpnet' is not supported yet: the distill stage"
+        "error: teacher.model: model type 'modernbert' is not supported yet: the distill stage"
     )
+
+
+MPNET_LINE = (
+    "prune.heads: model type 'mpnet': MPNet's relative position bias is shared by all layers (one column per head): "
+    "the prune stage can only remove heads from every layer at once (prune.heads.scope: uniform); feed-forward "
+    "pruning is unaffected"
+)
+
+
+def test_mpnet_heads_go_from_every_layer_or_not_at_all():
+    model = build("mpnet")
+    with pytest.raises(ModelError) as err:
+        surgery.remove_heads(model, {0: [1], 2: [0]})
+    assert str(err.value) == MPNET_LINE
+    assert layers.head_counts(model) == [4] * 4  # refused before any slicing
+
+
+@pytest.mark.parametrize(
+    "heads, refused",
+    [
+        ({"mode": "structured", "count": 1, "scope": "per_layer"}, True),
+        ({"mode": "structured", "fraction": 0.25}, True),  # global
+        ({"mode": "threshold", "threshold": 0.1}, True),
+        ({"mode": "structured", "count": 1, "scope": "uniform"}, False),
+        ({"mode": "none"}, False),
+    ],
+)
+def test_mpnet_head_selection_other_than_uniform_fails_preflight(
+    heads, refused, tmp_path, tiny_teacher, tiny_csv
+):
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "mpnet"
+    model = build("mpnet")
+    model.save_pretrained(folder, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tiny_teacher).save_pretrained(folder)  # preflight only loads it
+    recipe = tiny_recipe(folder, tiny_csv, tmp_path / "out", prune={"heads": heads, "ffn": {"fraction": 0.5}})
+    if refused:
+        with pytest.raises(ModelError) as err:
+            check_shapes(recipe_from_dict(recipe))
+        assert str(err.value) == MPNET_LINE
+    else:
+        assert check_shapes(recipe_from_dict(recipe)) == []
+
+
+def test_uniform_head_selection_takes_the_same_heads_from_every_layer():
+    import numpy as np
+
+    from edgecompress.prune.config import HeadPruningConfig
+    from edgecompress.prune.select import select_heads
+
+    scores = [np.array([0.9, 0.1, 0.5, 0.4]), np.array([0.8, 0.3, 0.1, 0.7])]  # sums 1.7 0.4 0.6 1.1
+    cfg = HeadPruningConfig(mode="structured", count=2, scope="uniform")
+    assert select_heads(scores, cfg) == {0: [1, 2], 1: [1, 2]}
+    assert select_heads(scores, cfg, n_remove=1) == {0: [1], 1: [1]}

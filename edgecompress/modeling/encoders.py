@@ -32,7 +32,7 @@ class LayerSlots:
     key: str
     value: str
     attn_out: str  # its INPUT is the per-head context (hook point, column slicing)
-    pruned_heads_on: str  # the module transformers keeps ``pruned_heads`` on
+    pruned_heads_on: str | None  # the module transformers keeps ``pruned_heads`` on (None: it keeps none)
     ffn_in: str
     ffn_act: str  # its OUTPUT is the per-unit activation (BERT's ``intermediate``)
     ffn_out: str  # its INPUT is the per-unit activation
@@ -86,6 +86,23 @@ class ConfigKeys:
     ffn: str = "intermediate_size"
 
 
+MPNET_SLOTS = LayerSlots(
+    attention="attention.attn",
+    heads_attr="num_attention_heads",
+    head_size_attr="attention_head_size",
+    all_head_attr="all_head_size",
+    query="attention.attn.q",
+    key="attention.attn.k",
+    value="attention.attn.v",
+    attn_out="attention.attn.o",
+    pruned_heads_on="attention",
+    ffn_in="intermediate.dense",
+    ffn_act="intermediate",
+    ffn_out="output.dense",
+    attn_norm="attention.LayerNorm",
+    ffn_norm="output.LayerNorm",
+)
+
 DISTILBERT_KEYS = ConfigKeys(layers="n_layers", hidden="dim", heads="n_heads", ffn="hidden_dim")
 
 
@@ -119,6 +136,13 @@ class EncoderAdapter:
     embedding_norm: str = "embeddings.LayerNorm"
     embedding_project: str | None = None  # a Linear writing the stream from narrower tables (ELECTRA)
     position_offset_from_pad: bool = False  # RoBERTa-style ids: real tokens start at pad_token_id + 1
+    fixed_padding_idx: int | None = (
+        None  # the position table's padding row when the family hard-codes it (MPNet: 1)
+    )
+    shared_head_bias: str | None = (
+        None  # an Embedding (buckets x heads) every layer adds: one column per head
+    )
+    own_head_record: bool = False  # config.pruned_heads cannot rebuild the shapes: edgecompress_heads does
     head_square: tuple[str, ...] = ()  # hidden -> hidden head modules (pooler, classifier.dense)
     head_out: str = "classifier"  # the layer that reads the head's vector and writes the logits
 
@@ -149,7 +173,14 @@ class EncoderAdapter:
 
     def position_offset(self, config) -> int:
         """Rows of the position table before position 0 (RoBERTa: the padding index and the rows below it)."""
+        if self.fixed_padding_idx is not None:
+            return self.fixed_padding_idx + 1
         return (config.pad_token_id or 0) + 1 if self.position_offset_from_pad else 0
+
+    @property
+    def uniform_heads(self) -> bool:
+        """Heads can only be removed from every layer at once (a per-head table shared by all layers)."""
+        return self.shared_head_bias is not None
 
     # --- locating
     def base_prefix(self, model: nn.Module) -> str:
@@ -206,7 +237,18 @@ class EncoderAdapter:
 
     def set_pruned_heads(self, layer: nn.Module, gone: set[int]) -> None:
         """What transformers' own ``prune_heads`` would have recorded on the layer."""
-        self.part(layer, "pruned_heads_on").pruned_heads = set(gone)
+        if self.slots.pruned_heads_on is not None:
+            self.part(layer, "pruned_heads_on").pruned_heads = set(gone)
+
+    def keep_shared_heads(self, model: nn.Module, keep: list[int]) -> None:
+        """Keep only the columns of the shared per-head table (MPNet's relative position bias) at ``keep``."""
+        if self.shared_head_bias is None:
+            return
+        table = _get(model.base_model, self.shared_head_bias)
+        new = nn.Embedding(table.num_embeddings, len(keep)).to(table.weight.device, table.weight.dtype)
+        with torch.no_grad():
+            new.weight.copy_(table.weight[:, keep])
+        _set(model.base_model, self.shared_head_bias, new)
 
     def keep_units(self, layer: nn.Module, keep: list[int]) -> None:
         index = torch.tensor(keep, dtype=torch.long)
@@ -279,6 +321,20 @@ DISTILBERT = register(
     )
 )
 
+MPNET = register(
+    EncoderAdapter(
+        ("mpnet",),
+        "encoder.layer",
+        slots=MPNET_SLOTS,
+        token_type_embeddings=None,
+        fixed_padding_idx=1,
+        shared_head_bias="encoder.relative_attention_bias",
+        own_head_record=True,
+        head_square=("classifier.dense",),
+        head_out="classifier.out_proj",
+    )
+)
+
 
 def supported_names() -> str:
     return ", ".join(SUPPORTED.keys())
@@ -320,7 +376,16 @@ def _not_yet(model_type: str, stage: str) -> str:
 
 
 refuse(Refusal(("albert",), _shared_layers))
-refuse(Refusal(("deberta-v2", "mpnet", "modernbert"), _not_yet))
+refuse(Refusal(("deberta-v2", "modernbert"), _not_yet))
+
+
+def uniform_heads_only(model_type: str, stage: str) -> str:
+    """The one line for per-layer or global head selection on a family whose heads share one bias table."""
+    return (
+        f"model type '{model_type}': MPNet's relative position bias is shared by all layers (one column per "
+        f"head): the {stage} stage can only remove heads from every layer at once (prune.heads.scope: "
+        "uniform); feed-forward pruning is unaffected"
+    )
 
 
 def _unknown(model_type: str, stage: str) -> str:

@@ -13,7 +13,7 @@ import torch
 
 from edgecompress.errors import ModelError, RecipeError
 from edgecompress.modeling.embeddings import EMBEDDING_RANK, restore_factorized
-from edgecompress.modeling.layers import FFN_SIZES, ffn_widths, resize_ffn
+from edgecompress.modeling.layers import FFN_SIZES, HEADS, ffn_widths, rebuild_heads, resize_ffn
 
 EMBEDDED_PREFIX = "embedded:"
 # name -> (python package, folder inside it, the pinned wheel to install when the package is missing)
@@ -224,8 +224,9 @@ def _size_mismatch(folder, exc: RuntimeError) -> ModelError:
 
 def load_saved_classifier(folder: str | Path, eager_attention: bool = True):
     """A classifier this pipeline saved, including the shapes plain ``from_pretrained`` cannot rebuild:
-    feed-forward widths that differ per layer (``config.edgecompress_ffn_sizes``) and a factorised word table
-    (``config.edgecompress_embedding_rank``). Every weight must fit (check_checkpoint_keys)."""
+    feed-forward widths that differ per layer (``config.edgecompress_ffn_sizes``), a factorised word table
+    (``config.edgecompress_embedding_rank``) and the head counts of families whose ``config.pruned_heads``
+    cannot rebuild them (``config.edgecompress_heads``). Every weight must fit (check_checkpoint_keys)."""
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -236,7 +237,8 @@ def load_saved_classifier(folder: str | Path, eager_attention: bool = True):
         model = ClassicClassifier(ClassicConfig.from_folder(folder))
     else:
         config = AutoConfig.from_pretrained(folder)
-        if not getattr(config, FFN_SIZES, None) and not getattr(config, EMBEDDING_RANK, None):
+        own = (FFN_SIZES, EMBEDDING_RANK, HEADS)
+        if not any(getattr(config, key, None) for key in own):
             try:
                 model, info = AutoModelForSequenceClassification.from_pretrained(
                     folder, use_safetensors=True, output_loading_info=True, **kw
@@ -246,6 +248,7 @@ def load_saved_classifier(folder: str | Path, eager_attention: bool = True):
             check_checkpoint_keys(folder, model, info["missing_keys"], info["unexpected_keys"])
             return model.eval()
         model = AutoModelForSequenceClassification.from_config(config, **kw)  # applies config.pruned_heads
+        rebuild_heads(model)  # the families that record edgecompress_heads instead
         if getattr(config, FFN_SIZES, None):
             resize_ffn(model, ffn_widths(config))
         restore_factorized(model)

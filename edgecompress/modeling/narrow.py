@@ -87,6 +87,10 @@ def _narrow_head(student: nn.Module, teacher: nn.Module, p: torch.Tensor) -> Non
     s_out.bias.copy_(t_out.bias)
 
 
+def _get_shared(model: nn.Module, adapter) -> nn.Embedding:
+    return model.base_model.get_submodule(adapter.shared_head_bias)
+
+
 @torch.no_grad()
 def narrow_from_teacher(
     student: nn.Module, teacher: nn.Module, init_layers: list[int], p: torch.Tensor
@@ -96,10 +100,18 @@ def narrow_from_teacher(
     head_scores, unit_scores = magnitude_importance(teacher)
     t_parts, s_parts = layer_parts(teacher), layer_parts(student)
     a = t_parts[0].adapter
+    shared = (
+        None  # MPNet: one bias column per head, shared by all layers, so every layer keeps the same heads
+    )
+    if a.uniform_heads:
+        shared = _largest(sum(torch.as_tensor(head_scores[ti]) for ti in init_layers), s_parts[0].num_heads)
+        t_bias = _get_shared(teacher, a)
+        _get_shared(student, a).weight.copy_(t_bias.weight[:, shared])
     for s, ti in zip(s_parts, init_layers, strict=True):
         t = t_parts[ti]
         d = t.head_size
-        rows = [h * d + j for h in _largest(head_scores[ti], s.num_heads) for j in range(d)]
+        kept = shared if shared is not None else _largest(head_scores[ti], s.num_heads)
+        rows = [h * d + j for h in kept for j in range(d)]
         for q in ("query", "key", "value"):
             src, dst = a.part(t.layer, q), a.part(s.layer, q)
             dst.weight.copy_(src.weight[rows] @ p)
