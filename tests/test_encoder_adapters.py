@@ -1,6 +1,6 @@
 """Encoder families through their adapters (modeling.encoders): the student, distillation, pruning with reload,
-the narrow initialisation and position trimming on tiny random BERT, ELECTRA, RoBERTa, XLM-R, DistilBERT and
-MPNet models, and the one-line refusals of the families edgecompress cannot compress (yet).
+the narrow initialisation and position trimming on tiny random BERT, ELECTRA, RoBERTa, XLM-R, DistilBERT,
+MPNet and DeBERTa-v3 (deberta-v2) models, and the one-line refusals of the families edgecompress cannot compress (yet).
 
 Every model is built from a transformers config here (4 layers, width 32, 4 heads, vocabulary 100): no
 downloads. The reference paths below are spelled out per family on purpose, apart from the adapters.
@@ -97,9 +97,31 @@ FAMILIES = {
         "output.dense",
         1,
     ),
+    "deberta-v2": (  # DeBERTa-v3's layout: relative positions only, separate position projections, no types
+        dict(
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=64,
+            relative_attention=True,
+            position_buckets=16,
+            max_relative_positions=-1,
+            pos_att_type=["p2c", "c2p"],
+            share_att_key=False,
+            position_biased_input=False,
+            norm_rel_ebd="layer_norm",
+            type_vocab_size=0,
+        ),
+        "encoder.layer",
+        "attention.output.dense",
+        "output.dense",
+        0,
+    ),
 }
 TYPES = list(FAMILIES)
 UNIFORM_HEADS = {"mpnet"}  # one relative-bias column per head, shared by all layers
+OWN_HEAD_RECORD = {"mpnet", "deberta-v2"}  # config.pruned_heads cannot rebuild them: edgecompress_heads
+NO_POSITION_TABLE = {"deberta-v2"}
 OFFSET = {"roberta": 2, "xlm-roberta": 2, "mpnet": 2}  # padding index 1, real tokens from 2
 
 
@@ -110,9 +132,13 @@ def head_plan(model_type: str, per_layer: dict[int, list[int]]) -> dict[int, lis
     return per_layer
 
 
+def p_basis(teacher, samples):
+    return principal_directions(teacher, samples, 24)[0]
+
+
 def head_record(model) -> list[list[int]] | dict:
     """Where the kept heads are written: edgecompress_heads (MPNet) or transformers' pruned_heads."""
-    if model.config.model_type in UNIFORM_HEADS:
+    if model.config.model_type in OWN_HEAD_RECORD:
         return model.config.edgecompress_heads
     return model.config.pruned_heads
 
@@ -224,6 +250,9 @@ def test_pruned_heads_and_units_equal_the_masked_model_and_reload(model_type, tm
     if model_type in UNIFORM_HEADS:
         assert head_record(model) == [[0, 3]] * 4 and not model.config.pruned_heads
         assert model.mpnet.encoder.relative_attention_bias.weight.shape == (32, 2)
+    elif model_type in OWN_HEAD_RECORD:
+        assert model.config.edgecompress_heads == [[0, 3], [0, 1, 2, 3], [1, 2, 3], [0, 1, 2, 3]]
+        assert not model.config.pruned_heads
     else:
         assert head_record(model) == {0: [1, 2], 2: [0]}
     assert torch.allclose(logits(model, inputs), expected, atol=1e-5)
@@ -275,6 +304,12 @@ def test_narrow_student_starts_from_the_teacher(model_type, one_thread):
     adapter = adapter_for(student)
     assert adapter.hidden_size(student.config) == 24 and adapter.ffn_size(student.config) == 32
     assert layers.head_counts(student) == [3, 3] and layers.ffn_sizes(student) == [32, 32]
+    if model_type == "deberta-v2":  # the pooler follows the width; the relative table is read like the stream
+        assert student.config.pooler_hidden_size == 24
+        rel = teacher.deberta.encoder.rel_embeddings.weight
+        assert torch.allclose(student.deberta.encoder.rel_embeddings.weight, rel @ p_basis(teacher, samples))
+        s_attn = student.deberta.encoder.layer[0].attention.self
+        assert s_attn.pos_key_proj.out_features == s_attn.pos_query_proj.out_features == 24
     if model_type == "distilbert":
         assert student.config.dim == 24 and student.config.hidden_dim == 32
         assert "intermediate_size" not in student.config.to_dict()
@@ -307,6 +342,9 @@ def test_trim_positions_keeps_the_rows_inputs_use(model_type):
     expected = logits(model, inputs)
     offset = OFFSET.get(model_type, 0)
     done = trim_positions(model, LENGTH)
+    if model_type in NO_POSITION_TABLE:  # relative positions only: nothing to trim
+        assert done == {} and torch.equal(logits(model, inputs), expected)
+        return
     table = model.base_model.embeddings.position_embeddings
     assert done == {"positions": LENGTH + offset, "positions_before": 40 + offset}
     assert table.num_embeddings == LENGTH + offset == model.config.max_position_embeddings
@@ -326,16 +364,15 @@ def test_factorised_word_table_and_trimmed_positions_reload(model_type, tmp_path
     model.save_pretrained(tmp_path, safe_serialization=True)
     back = load_saved_classifier(tmp_path)
     assert isinstance(back.get_input_embeddings(), FactorizedEmbedding)
-    assert (
-        back.base_model.embeddings.position_embeddings.num_embeddings == model.config.max_position_embeddings
-    )
+    if model_type not in NO_POSITION_TABLE:
+        table = back.base_model.embeddings.position_embeddings
+        assert table.num_embeddings == model.config.max_position_embeddings
     assert layers.head_counts(back) == ([3] * 4 if model_type in UNIFORM_HEADS else [4, 3, 4, 4])
     assert torch.allclose(logits(back, inputs), expected, atol=1e-5)
 
 
 REFUSED = {
     "albert": "shares one set of layer weights",
-    "deberta-v2": "not supported yet",
     "modernbert": "not supported yet",
     "gpt2": "not supported by the distill stage",
 }
@@ -456,3 +493,27 @@ def test_uniform_head_selection_takes_the_same_heads_from_every_layer():
     cfg = HeadPruningConfig(mode="structured", count=2, scope="uniform")
     assert select_heads(scores, cfg) == {0: [1, 2], 1: [1, 2]}
     assert select_heads(scores, cfg, n_remove=1) == {0: [1], 1: [1]}
+
+
+def test_deberta_pruned_checkpoint_cannot_use_pruned_heads_and_reloads_through_its_own_record(tmp_path):
+    """transformers raises NotImplementedError on a DeBERTa config with pruned_heads: edgecompress_heads
+    rebuilds the shapes instead, and the per-head position projections lose the same rows."""
+    model = build("deberta-v2")
+    inputs = batch("deberta-v2")
+    heads = {1: [0, 3], 3: [2]}
+    expected = masked_logits(model, "deberta-v2", inputs, heads, {})
+    surgery.remove_heads(model, heads)
+    attn = model.deberta.encoder.layer[1].attention.self
+    assert (
+        attn.pos_key_proj.out_features
+        == attn.pos_query_proj.out_features
+        == attn.query_proj.out_features
+        == 16
+    )
+    assert torch.allclose(logits(model, inputs), expected, atol=1e-5)
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert not saved.get("pruned_heads") and saved["edgecompress_heads"][1] == [1, 2]
+    back = load_saved_classifier(tmp_path)
+    assert layers.head_counts(back) == [4, 2, 4, 3]
+    assert torch.allclose(logits(back, inputs), expected, atol=1e-5)

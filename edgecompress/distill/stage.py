@@ -95,8 +95,9 @@ def disable_attention_dropout(model: torch.nn.Module) -> int:
     """
     adapter = adapter_for(model, "distill", "student")
     count = 0
+    slot = "attn_dropout" if adapter.slots.attn_dropout else "attention"
     for layer in adapter.layers(model):
-        for child in adapter.part(layer, "attention").modules():
+        for child in adapter.part(layer, slot).modules():
             if isinstance(child, torch.nn.Dropout) and child.p > 0:
                 child.p = 0.0
                 count += 1

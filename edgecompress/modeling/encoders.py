@@ -38,6 +38,10 @@ class LayerSlots:
     ffn_out: str  # its INPUT is the per-unit activation
     attn_norm: str
     ffn_norm: str
+    per_head_extra: tuple[str, ...] = ()  # projections sliced like q/k/v when present (DeBERTa pos_key_proj)
+    attn_dropout: str | None = (
+        None  # the attention-probability dropout alone (None: every dropout in attention)
+    )
 
 
 BERT_SLOTS = LayerSlots(
@@ -84,6 +88,9 @@ class ConfigKeys:
     hidden: str = "hidden_size"
     heads: str = "num_attention_heads"
     ffn: str = "intermediate_size"
+    follow_hidden: tuple[
+        str, ...
+    ] = ()  # keys that must equal the hidden width (DeBERTa's pooler_hidden_size)
 
 
 MPNET_SLOTS = LayerSlots(
@@ -101,6 +108,25 @@ MPNET_SLOTS = LayerSlots(
     ffn_out="output.dense",
     attn_norm="attention.LayerNorm",
     ffn_norm="output.LayerNorm",
+)
+
+DEBERTA_SLOTS = LayerSlots(
+    attention="attention.self",
+    heads_attr="num_attention_heads",
+    head_size_attr="attention_head_size",
+    all_head_attr="all_head_size",
+    query="attention.self.query_proj",
+    key="attention.self.key_proj",
+    value="attention.self.value_proj",
+    attn_out="attention.output.dense",
+    pruned_heads_on=None,  # transformers refuses config.pruned_heads for DeBERTa (NotImplementedError)
+    ffn_in="intermediate.dense",
+    ffn_act="intermediate",
+    ffn_out="output.dense",
+    attn_norm="attention.output.LayerNorm",
+    ffn_norm="output.LayerNorm",
+    per_head_extra=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),
+    attn_dropout="attention.self.dropout",  # not pos_dropout, which drops relative embeddings
 )
 
 DISTILBERT_KEYS = ConfigKeys(layers="n_layers", hidden="dim", heads="n_heads", ffn="hidden_dim")
@@ -143,6 +169,9 @@ class EncoderAdapter:
         None  # an Embedding (buckets x heads) every layer adds: one column per head
     )
     own_head_record: bool = False  # config.pruned_heads cannot rebuild the shapes: edgecompress_heads does
+    stream_tables: tuple[str, ...] = ()  # tables (under the base model) read like the stream (DeBERTa's
+    # rel_embeddings, which every layer's q/k projections read): narrowed by ``@ P``
+    stream_norms: tuple[str, ...] = ()  # their LayerNorms
     head_square: tuple[str, ...] = ()  # hidden -> hidden head modules (pooler, classifier.dense)
     head_out: str = "classifier"  # the layer that reads the head's vector and writes the logits
 
@@ -165,6 +194,10 @@ class EncoderAdapter:
     def set_shape(self, config, name: str, value: int) -> None:
         """Set ``name`` (one of ConfigKeys' fields: layers, hidden, heads, ffn) under the family's own key."""
         setattr(config, getattr(self.keys, name), value)
+        if name == "hidden":
+            for key in self.keys.follow_hidden:
+                if hasattr(config, key):
+                    setattr(config, key, value)
 
     def projects_embeddings(self, config) -> bool:
         """Whether the tables are narrower than the stream, so a projection writes it (ELECTRA-small)."""
@@ -214,6 +247,10 @@ class EncoderAdapter:
             )
         return module
 
+    def extra_paths(self, layer: nn.Module) -> list[str]:
+        """The per-head extra projections this layer has (DeBERTa: only when share_att_key is false)."""
+        return [path for path in self.slots.per_head_extra if _get(layer, path) is not None]
+
     def heads(self, layer: nn.Module) -> int:
         return getattr(self.part(layer, "attention"), self.slots.heads_attr)
 
@@ -230,6 +267,8 @@ class EncoderAdapter:
         index = torch.tensor([h * d + j for h in keep for j in range(d)], dtype=torch.long)
         for slot in ("query", "key", "value"):
             _set(layer, getattr(self.slots, slot), prune_linear_layer(self.part(layer, slot), index))
+        for path in self.extra_paths(layer):
+            _set(layer, path, prune_linear_layer(_get(layer, path), index))
         _set(layer, self.slots.attn_out, prune_linear_layer(self.part(layer, "attn_out"), index, dim=1))
         attention = self.part(layer, "attention")
         setattr(attention, self.slots.heads_attr, len(keep))
@@ -264,6 +303,7 @@ class EncoderAdapter:
     def head_weights(self, layer: nn.Module) -> tuple[list[torch.Tensor], torch.Tensor]:
         """(q, k, v weights whose rows are per head, the output weight whose columns are)."""
         qkv = [self.part(layer, s).weight.detach() for s in ("query", "key", "value")]
+        qkv += [_get(layer, path).weight.detach() for path in self.extra_paths(layer)]
         return qkv, self.part(layer, "attn_out").weight.detach()
 
     # --- embeddings
@@ -321,6 +361,18 @@ DISTILBERT = register(
     )
 )
 
+DEBERTA_V2 = register(
+    EncoderAdapter(
+        ("deberta-v2",),
+        "encoder.layer",
+        slots=DEBERTA_SLOTS,
+        keys=ConfigKeys(follow_hidden=("pooler_hidden_size",)),
+        own_head_record=True,
+        stream_tables=("encoder.rel_embeddings",),
+        stream_norms=("encoder.LayerNorm",),
+        head_square=("pooler.dense",),
+    )
+)
 MPNET = register(
     EncoderAdapter(
         ("mpnet",),
@@ -376,7 +428,7 @@ def _not_yet(model_type: str, stage: str) -> str:
 
 
 refuse(Refusal(("albert",), _shared_layers))
-refuse(Refusal(("deberta-v2", "modernbert"), _not_yet))
+refuse(Refusal(("modernbert",), _not_yet))
 
 
 def uniform_heads_only(model_type: str, stage: str) -> str:

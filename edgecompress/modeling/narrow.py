@@ -91,6 +91,13 @@ def _get_shared(model: nn.Module, adapter) -> nn.Embedding:
     return model.base_model.get_submodule(adapter.shared_head_bias)
 
 
+def _get_optional(model: nn.Module, path: str) -> nn.Module | None:
+    try:
+        return model.base_model.get_submodule(path)
+    except AttributeError:
+        return None
+
+
 @torch.no_grad()
 def narrow_from_teacher(
     student: nn.Module, teacher: nn.Module, init_layers: list[int], p: torch.Tensor
@@ -112,8 +119,9 @@ def narrow_from_teacher(
         d = t.head_size
         kept = shared if shared is not None else _largest(head_scores[ti], s.num_heads)
         rows = [h * d + j for h in kept for j in range(d)]
-        for q in ("query", "key", "value"):
-            src, dst = a.part(t.layer, q), a.part(s.layer, q)
+        pairs = [(a.part(t.layer, q), a.part(s.layer, q)) for q in ("query", "key", "value")]
+        pairs += [(t.layer.get_submodule(x), s.layer.get_submodule(x)) for x in a.extra_paths(t.layer)]
+        for src, dst in pairs:  # q/k/v and the per-head extras (DeBERTa's pos_key_proj / pos_query_proj)
             dst.weight.copy_(src.weight[rows] @ p)
             dst.bias.copy_(src.bias[rows])
         s.attention_output.weight.copy_(p.T @ t.attention_output.weight[:, rows])
@@ -125,4 +133,10 @@ def narrow_from_teacher(
         s.ffn_output.weight.copy_(p.T @ t.ffn_output.weight[:, units])
         s.ffn_output.bias.copy_(p.T @ t.ffn_output.bias)
         _copy_layernorm(a.part(s.layer, "ffn_norm"), a.part(t.layer, "ffn_norm"), p)
+    for path in a.stream_tables:  # read by the layers like the stream (DeBERTa's relative embeddings)
+        student.base_model.get_submodule(path).weight.copy_(teacher.base_model.get_submodule(path).weight @ p)
+    for path in a.stream_norms:
+        t_norm, s_norm = _get_optional(teacher, path), _get_optional(student, path)
+        if t_norm is not None and s_norm is not None:
+            _copy_layernorm(s_norm, t_norm, p)
     _narrow_head(student, teacher, p)
