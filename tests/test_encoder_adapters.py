@@ -1,6 +1,6 @@
 """Encoder families through their adapters (modeling.encoders): the student, distillation, pruning with reload,
 the narrow initialisation and position trimming on tiny random BERT, ELECTRA, RoBERTa, XLM-R, DistilBERT,
-MPNet and DeBERTa-v3 (deberta-v2) models, and the one-line refusals of the families edgecompress cannot compress (yet).
+MPNet, DeBERTa-v3 (deberta-v2) and ModernBERT models, and the one-line refusals of the families edgecompress cannot compress (yet).
 
 Every model is built from a transformers config here (4 layers, width 32, 4 heads, vocabulary 100): no
 downloads. The reference paths below are spelled out per family on purpose, apart from the adapters.
@@ -117,11 +117,37 @@ FAMILIES = {
         "output.dense",
         0,
     ),
+    "modernbert": (  # global attention every 2 layers: roles [first global, local, global, local]
+        dict(
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=64,
+            global_attn_every_n_layers=2,
+            local_attention=4,
+            attention_dropout=0.1,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            cls_token_id=1,
+            sep_token_id=2,
+            reference_compile=False,
+        ),
+        "layers",
+        "attn.Wo",
+        "mlp.Wo",
+        0,
+    ),
 }
 TYPES = list(FAMILIES)
 UNIFORM_HEADS = {"mpnet"}  # one relative-bias column per head, shared by all layers
-OWN_HEAD_RECORD = {"mpnet", "deberta-v2"}  # config.pruned_heads cannot rebuild them: edgecompress_heads
-NO_POSITION_TABLE = {"deberta-v2"}
+OWN_HEAD_RECORD = {
+    "mpnet",
+    "deberta-v2",
+    "modernbert",
+}  # config.pruned_heads cannot rebuild them: edgecompress_heads
+NO_POSITION_TABLE = {"deberta-v2", "modernbert"}
+INIT_LAYERS = {"modernbert": [0, 3]}  # a student layer takes the role of its index: [first global, local]
 OFFSET = {"roberta": 2, "xlm-roberta": 2, "mpnet": 2}  # padding index 1, real tokens from 2
 
 
@@ -203,9 +229,10 @@ def masked_logits(model, model_type, inputs, heads: dict[int, list[int]], units:
 @pytest.mark.parametrize("model_type", TYPES)
 def test_student_from_teacher_layers_distils_with_attention_and_hidden_transfer(model_type, one_thread):
     teacher = build(model_type)
-    student, info = build_student(teacher, StudentConfig(num_layers=2, init_layers=[1, 3]), LABELS)
-    assert info["init_layers"] == [1, 3] and student.config.model_type == model_type
-    for s, t in zip(layer_list(student, model_type), [1, 3], strict=True):
+    init = INIT_LAYERS.get(model_type, [1, 3])
+    student, info = build_student(teacher, StudentConfig(num_layers=2, init_layers=init), LABELS)
+    assert info["init_layers"] == init and student.config.model_type == model_type
+    for s, t in zip(layer_list(student, model_type), init, strict=True):
         t_state = layer_list(teacher, model_type)[t].state_dict()
         assert all(torch.equal(v, t_state[k]) for k, v in s.state_dict().items())
     # a narrower student (width_init teacher): the hidden term goes through the learned projections
@@ -310,6 +337,12 @@ def test_narrow_student_starts_from_the_teacher(model_type, one_thread):
         assert torch.allclose(student.deberta.encoder.rel_embeddings.weight, rel @ p_basis(teacher, samples))
         s_attn = student.deberta.encoder.layer[0].attention.self
         assert s_attn.pos_key_proj.out_features == s_attn.pos_query_proj.out_features == 24
+    if model_type == "modernbert":  # the GLU keeps both halves of each kept unit; final_norm is narrowed too
+        assert student.model.layers[0].mlp.Wi.out_features == 64 and student.config.reference_compile is False
+        assert torch.allclose(
+            student.model.final_norm.weight,
+            (p_basis(teacher, samples) ** 2).T @ teacher.model.final_norm.weight,
+        )
     if model_type == "distilbert":
         assert student.config.dim == 24 and student.config.hidden_dim == 32
         assert "intermediate_size" not in student.config.to_dict()
@@ -373,7 +406,6 @@ def test_factorised_word_table_and_trimmed_positions_reload(model_type, tmp_path
 
 REFUSED = {
     "albert": "shares one set of layer weights",
-    "modernbert": "not supported yet",
     "gpt2": "not supported by the distill stage",
 }
 
@@ -423,20 +455,20 @@ def test_refusal_names_the_stage_that_cannot_run():
 
 def test_validate_prints_the_refusal_as_one_line(tmp_path, tiny_csv):
     import yaml
-    from transformers import ModernBertConfig
+    from transformers import GPT2Config
     from typer.testing import CliRunner
 
     from edgecompress.cli import app
 
-    folder = tmp_path / "modernbert"
-    ModernBertConfig().save_pretrained(folder)
+    folder = tmp_path / "gpt2"
+    GPT2Config().save_pretrained(folder)
     (folder / "model.safetensors").write_bytes(b"")
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe(folder, tiny_csv, tmp_path / "out")))
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert result.output.startswith(
-        "error: teacher.model: model type 'modernbert' is not supported yet: the distill stage"
+        "error: teacher.model: model type 'gpt2' is not supported by the distill stage"
     )
 
 
@@ -517,3 +549,46 @@ def test_deberta_pruned_checkpoint_cannot_use_pruned_heads_and_reloads_through_i
     back = load_saved_classifier(tmp_path)
     assert layers.head_counts(back) == [4, 2, 4, 3]
     assert torch.allclose(logits(back, inputs), expected, atol=1e-5)
+
+
+def test_modernbert_init_layers_must_match_the_layer_roles():
+    teacher = build("modernbert")  # roles: first global, local, global, local
+    with pytest.raises(ModelError) as err:
+        build_student(teacher, StudentConfig(num_layers=2, init_layers=[1, 3]), LABELS)
+    assert str(err.value) == (
+        "student.init_layers: model type 'modernbert': ModernBERT student layer 0 is a first global (no attention "
+        "norm) attention layer but teacher layer 1 is local (global every 2 layers, layer 0 has no attention "
+        "norm); choose init_layers with matching roles"
+    )
+    # without init_layers, the evenly spread choice moves to the nearest teacher layer of the same role
+    student, info = build_student(teacher, StudentConfig(num_layers=3), LABELS)
+    assert info["init_layers"] == [0, 1, 2]  # spread [0, 2, 3] -> student roles first global, local, global
+    assert torch.isfinite(logits(student, batch("modernbert"))).all()
+
+
+def test_modernbert_glu_units_are_both_halves_of_wi(tmp_path):
+    model = build("modernbert")
+    inputs = batch("modernbert")
+    expected = masked_logits(model, "modernbert", inputs, {}, {2: [0, 63]})
+    surgery.remove_units(model, {2: [0, 63]})
+    wi = model.model.layers[2].mlp.Wi
+    assert wi.out_features == 124 and model.model.layers[2].mlp.Wo.in_features == 62
+    assert torch.allclose(logits(model, inputs), expected, atol=1e-5)
+    assert layers.magnitude_importance(model)[1][2].shape == (62,)
+
+
+def test_modernbert_role_mismatch_fails_preflight_in_one_line(tmp_path, tiny_teacher, tiny_csv):
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "modernbert"
+    build("modernbert").save_pretrained(folder, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tiny_teacher).save_pretrained(folder)  # preflight only loads it
+    student = {"num_layers": 2, "init_layers": [0, 2]}
+    recipe = tiny_recipe(folder, tiny_csv, tmp_path / "out", student=student)
+    with pytest.raises(ModelError) as err:
+        check_shapes(recipe_from_dict(recipe))
+    line = str(err.value)
+    assert "\n" not in line and line.startswith(
+        "student.init_layers: model type 'modernbert': ModernBERT student"
+    )
+    assert "student layer 1 is a local attention layer but teacher layer 2 is global" in line

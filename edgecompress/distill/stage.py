@@ -96,6 +96,13 @@ def disable_attention_dropout(model: torch.nn.Module) -> int:
     adapter = adapter_for(model, "distill", "student")
     count = 0
     slot = "attn_dropout" if adapter.slots.attn_dropout else "attention"
+    if adapter.slots.attn_dropout_p:  # a float the attention function reads (ModernBERT)
+        for layer in adapter.layers(model):
+            attention = adapter.part(layer, "attention")
+            if getattr(attention, adapter.slots.attn_dropout_p) > 0:
+                setattr(attention, adapter.slots.attn_dropout_p, 0.0)
+                count += 1
+        return count
     for layer in adapter.layers(model):
         for child in adapter.part(layer, slot).modules():
             if isinstance(child, torch.nn.Dropout) and child.p > 0:

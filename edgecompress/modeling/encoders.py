@@ -39,9 +39,13 @@ class LayerSlots:
     attn_norm: str
     ffn_norm: str
     per_head_extra: tuple[str, ...] = ()  # projections sliced like q/k/v when present (DeBERTa pos_key_proj)
-    attn_dropout: str | None = (
-        None  # the attention-probability dropout alone (None: every dropout in attention)
+    # the attention-probability dropout alone (None: every dropout in the attention module)
+    attn_dropout: str | None = None
+    qkv: str | None = None  # one fused projection, rows [q heads | k heads | v heads] (ModernBERT's Wqkv)
+    ffn_glu: bool = (
+        False  # ffn_in rows [activated half | gate half]: unit u is rows u and I + u (ModernBERT's Wi)
     )
+    attn_dropout_p: str | None = None  # a float attribute of ``attention`` (ModernBERT's attention_dropout)
 
 
 BERT_SLOTS = LayerSlots(
@@ -129,6 +133,26 @@ DEBERTA_SLOTS = LayerSlots(
     attn_dropout="attention.self.dropout",  # not pos_dropout, which drops relative embeddings
 )
 
+MODERNBERT_SLOTS = LayerSlots(
+    attention="attn",
+    heads_attr="num_heads",
+    head_size_attr="head_dim",
+    all_head_attr="all_head_size",
+    query="attn.Wqkv",
+    key="attn.Wqkv",
+    value="attn.Wqkv",
+    attn_out="attn.Wo",
+    pruned_heads_on=None,  # transformers has no _prune_heads for ModernBERT
+    ffn_in="mlp.Wi",
+    ffn_act="mlp.act",
+    ffn_out="mlp.Wo",
+    attn_norm="attn_norm",  # Identity in layer 0
+    ffn_norm="mlp_norm",
+    qkv="attn.Wqkv",
+    ffn_glu=True,
+    attn_dropout_p="attention_dropout",
+)
+
 DISTILBERT_KEYS = ConfigKeys(layers="n_layers", hidden="dim", heads="n_heads", ffn="hidden_dim")
 
 
@@ -171,7 +195,12 @@ class EncoderAdapter:
     own_head_record: bool = False  # config.pruned_heads cannot rebuild the shapes: edgecompress_heads does
     stream_tables: tuple[str, ...] = ()  # tables (under the base model) read like the stream (DeBERTa's
     # rel_embeddings, which every layer's q/k projections read): narrowed by ``@ P``
-    stream_norms: tuple[str, ...] = ()  # their LayerNorms
+    stream_norms: tuple[str, ...] = ()  # their LayerNorms (and ModernBERT's final_norm)
+    head_norms: tuple[str, ...] = ()  # LayerNorms inside the head (under the whole classifier)
+    config_overrides: tuple[tuple[str, object], ...] = ()  # set on every config built (reference_compile)
+    layer_every: str | None = (
+        None  # config key: a layer is global when index % it == 0, else local (ModernBERT)
+    )
     head_square: tuple[str, ...] = ()  # hidden -> hidden head modules (pooler, classifier.dense)
     head_out: str = "classifier"  # the layer that reads the head's vector and writes the logits
 
@@ -214,6 +243,22 @@ class EncoderAdapter:
     def uniform_heads(self) -> bool:
         """Heads can only be removed from every layer at once (a per-head table shared by all layers)."""
         return self.shared_head_bias is not None
+
+    def apply_overrides(self, config) -> None:
+        for key, value in self.config_overrides:
+            setattr(config, key, value)
+
+    def layer_roles(self, config) -> list[str]:
+        """What each layer index does, where the family makes it depend on the index (ModernBERT: global
+        attention every n layers, layer 0 without an attention norm); "layer" for every layer otherwise."""
+        n_layers = self.num_layers(config)
+        if self.layer_every is None:
+            return ["layer"] * n_layers
+        every = getattr(config, self.layer_every)
+        return [
+            "first global (no attention norm)" if i == 0 else "global" if i % every == 0 else "local"
+            for i in range(n_layers)
+        ]
 
     # --- locating
     def base_prefix(self, model: nn.Module) -> str:
@@ -258,17 +303,42 @@ class EncoderAdapter:
         return getattr(self.part(layer, "attention"), self.slots.head_size_attr)
 
     def units(self, layer: nn.Module) -> int:
-        return self.part(layer, "ffn_in").out_features
+        rows = self.part(layer, "ffn_in").out_features
+        return rows // 2 if self.slots.ffn_glu else rows
+
+    def unit_rows(self, layer: nn.Module, units: list[int]) -> list[int]:
+        """Rows of ``ffn_in`` that carry ``units`` (GLU: the activated half, then the gate half)."""
+        if not self.slots.ffn_glu:
+            return list(units)
+        n = self.units(layer)
+        return list(units) + [n + u for u in units]
+
+    def unit_in_norms(self, layer: nn.Module) -> torch.Tensor:
+        """L2 norm of each unit's ``ffn_in`` rows (GLU: both halves together)."""
+        w = self.part(layer, "ffn_in").weight.detach()
+        if not self.slots.ffn_glu:
+            return w.norm(dim=1)
+        act, gate = w.chunk(2, dim=0)
+        return (act.norm(dim=1) ** 2 + gate.norm(dim=1) ** 2).sqrt()
+
+    def head_row_parts(self, layer: nn.Module, heads: list[int]) -> list[tuple[str, list[int]]]:
+        """(path under the layer, rows) of every projection whose rows are per head, for ``heads``: q, k, v
+        and the per-head extras, or the fused projection's rows in its [q | k | v] order."""
+        d = self.head_size(layer)
+        rows = [h * d + j for h in heads for j in range(d)]
+        if self.slots.qkv is not None:
+            width = self.heads(layer) * d
+            return [(self.slots.qkv, [part * width + r for part in range(3) for r in rows])]
+        paths = [getattr(self.slots, slot) for slot in ("query", "key", "value")] + self.extra_paths(layer)
+        return [(path, rows) for path in paths]
 
     # --- slicing (kept lists are positions in the layer as it is now)
     def keep_heads(self, layer: nn.Module, keep: list[int]) -> None:
         """Keep only the heads at positions ``keep``: their q/k/v rows and output columns."""
         d = self.head_size(layer)
         index = torch.tensor([h * d + j for h in keep for j in range(d)], dtype=torch.long)
-        for slot in ("query", "key", "value"):
-            _set(layer, getattr(self.slots, slot), prune_linear_layer(self.part(layer, slot), index))
-        for path in self.extra_paths(layer):
-            _set(layer, path, prune_linear_layer(_get(layer, path), index))
+        for path, rows in self.head_row_parts(layer, keep):
+            _set(layer, path, prune_linear_layer(_get(layer, path), torch.tensor(rows, dtype=torch.long)))
         _set(layer, self.slots.attn_out, prune_linear_layer(self.part(layer, "attn_out"), index, dim=1))
         attention = self.part(layer, "attention")
         setattr(attention, self.slots.heads_attr, len(keep))
@@ -290,18 +360,23 @@ class EncoderAdapter:
         _set(model.base_model, self.shared_head_bias, new)
 
     def keep_units(self, layer: nn.Module, keep: list[int]) -> None:
+        rows = torch.tensor(self.unit_rows(layer, keep), dtype=torch.long)
         index = torch.tensor(keep, dtype=torch.long)
-        _set(layer, self.slots.ffn_in, prune_linear_layer(self.part(layer, "ffn_in"), index))
+        _set(layer, self.slots.ffn_in, prune_linear_layer(self.part(layer, "ffn_in"), rows))
         _set(layer, self.slots.ffn_out, prune_linear_layer(self.part(layer, "ffn_out"), index, dim=1))
 
     def resize_units(self, layer: nn.Module, size: int) -> None:
         """A feed-forward block of ``size`` units (new, untrained weights: a checkpoint is loaded next)."""
         ffn_in, ffn_out = self.part(layer, "ffn_in"), self.part(layer, "ffn_out")
-        _set(layer, self.slots.ffn_in, nn.Linear(ffn_in.in_features, size))
-        _set(layer, self.slots.ffn_out, nn.Linear(size, ffn_out.out_features))
+        rows = 2 * size if self.slots.ffn_glu else size
+        _set(layer, self.slots.ffn_in, nn.Linear(ffn_in.in_features, rows, bias=ffn_in.bias is not None))
+        _set(layer, self.slots.ffn_out, nn.Linear(size, ffn_out.out_features, bias=ffn_out.bias is not None))
 
     def head_weights(self, layer: nn.Module) -> tuple[list[torch.Tensor], torch.Tensor]:
         """(q, k, v weights whose rows are per head, the output weight whose columns are)."""
+        if self.slots.qkv is not None:
+            qkv = list(self.part(layer, "qkv").weight.detach().chunk(3, dim=0))
+            return qkv, self.part(layer, "attn_out").weight.detach()
         qkv = [self.part(layer, s).weight.detach() for s in ("query", "key", "value")]
         qkv += [_get(layer, path).weight.detach() for path in self.extra_paths(layer)]
         return qkv, self.part(layer, "attn_out").weight.detach()
@@ -373,6 +448,23 @@ DEBERTA_V2 = register(
         head_square=("pooler.dense",),
     )
 )
+MODERNBERT = register(
+    EncoderAdapter(
+        ("modernbert",),
+        "layers",
+        slots=MODERNBERT_SLOTS,
+        word_embeddings="embeddings.tok_embeddings",
+        position_embeddings=None,
+        token_type_embeddings=None,
+        embedding_norm="embeddings.norm",
+        own_head_record=True,
+        stream_norms=("final_norm",),
+        head_square=("head.dense",),
+        head_norms=("head.norm",),
+        config_overrides=(("reference_compile", False),),
+        layer_every="global_attn_every_n_layers",
+    )
+)
 MPNET = register(
     EncoderAdapter(
         ("mpnet",),
@@ -420,15 +512,15 @@ def _shared_layers(model_type: str, stage: str) -> str:
     )
 
 
-def _not_yet(model_type: str, stage: str) -> str:
-    return (
-        f"model type '{model_type}' is not supported yet: the {stage} stage cannot read its layers "
-        f"(supported: {supported_names()})"
-    )
-
-
 refuse(Refusal(("albert",), _shared_layers))
-refuse(Refusal(("modernbert",), _not_yet))
+
+
+def role_mismatch(student_index: int, role: str, teacher_index: int, teacher_role: str, every: int) -> str:
+    return (
+        f"model type 'modernbert': ModernBERT student layer {student_index} is a {role} attention layer but "
+        f"teacher layer {teacher_index} is {teacher_role} (global every {every} layers, layer 0 has no attention "
+        "norm); choose init_layers with matching roles"
+    )
 
 
 def uniform_heads_only(model_type: str, stage: str) -> str:

@@ -45,7 +45,7 @@ class LayerParts:
 
     @property
     def num_units(self) -> int:
-        return self.intermediate_dense.out_features
+        return self.adapter.units(self.layer)
 
 
 def layer_list_name(model: nn.Module) -> str:
@@ -158,7 +158,6 @@ def magnitude_importance(model) -> tuple[list[np.ndarray], list[np.ndarray]]:
             sq = sum(float((m[rows] ** 2).sum()) for m in w) + float((out[:, rows] ** 2).sum())
             per_head.append(math.sqrt(sq))
         heads.append(np.array(per_head))
-        w_in = p.intermediate_dense.weight.detach()
         w_out = p.ffn_output.weight.detach()
-        units.append((w_in.norm(dim=1) * w_out.norm(dim=0)).cpu().numpy())
+        units.append((p.adapter.unit_in_norms(p.layer) * w_out.norm(dim=0)).cpu().numpy())
     return heads, units

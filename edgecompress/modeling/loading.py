@@ -161,6 +161,15 @@ def _classifier_layer(model, num_labels: int) -> torch.nn.Linear:
     return last
 
 
+def _overrides(config) -> dict:
+    """Config values a family is always built with (ModernBERT: reference_compile False), as
+    ``from_pretrained`` keyword arguments; none for a family edgecompress has no adapter for."""
+    from edgecompress.modeling.encoders import SUPPORTED
+
+    model_type = getattr(config, "model_type", None)
+    return dict(SUPPORTED.get(model_type).config_overrides) if model_type in SUPPORTED else {}
+
+
 def load_classifier(
     src: ModelSource, labels: list[str], eager_attention: bool = True, head_labels: list[str] | None = None
 ):
@@ -173,6 +182,7 @@ def load_classifier(
     kw = _kwargs(src)
     if eager_attention:
         kw["attn_implementation"] = "eager"
+    kw.update(_overrides(config))
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             src.location,
@@ -237,11 +247,13 @@ def load_saved_classifier(folder: str | Path, eager_attention: bool = True):
         model = ClassicClassifier(ClassicConfig.from_folder(folder))
     else:
         config = AutoConfig.from_pretrained(folder)
+        for key, value in _overrides(config).items():
+            setattr(config, key, value)
         own = (FFN_SIZES, EMBEDDING_RANK, HEADS)
         if not any(getattr(config, key, None) for key in own):
             try:
                 model, info = AutoModelForSequenceClassification.from_pretrained(
-                    folder, use_safetensors=True, output_loading_info=True, **kw
+                    folder, config=config, use_safetensors=True, output_loading_info=True, **kw
                 )
             except RuntimeError as exc:
                 raise _size_mismatch(folder, exc) from None
