@@ -186,21 +186,19 @@ class EncoderAdapter:
     embedding_norm: str = "embeddings.LayerNorm"
     embedding_project: str | None = None  # a Linear writing the stream from narrower tables (ELECTRA)
     position_offset_from_pad: bool = False  # RoBERTa-style ids: real tokens start at pad_token_id + 1
-    fixed_padding_idx: int | None = (
-        None  # the position table's padding row when the family hard-codes it (MPNet: 1)
-    )
-    shared_head_bias: str | None = (
-        None  # an Embedding (buckets x heads) every layer adds: one column per head
-    )
+    # the position table's padding row when the family hard-codes it (MPNet: 1)
+    fixed_padding_idx: int | None = None
+    # an Embedding (buckets x heads) every layer adds: one column per head (MPNet's relative bias)
+    shared_head_bias: str | None = None
     own_head_record: bool = False  # config.pruned_heads cannot rebuild the shapes: edgecompress_heads does
     stream_tables: tuple[str, ...] = ()  # tables (under the base model) read like the stream (DeBERTa's
     # rel_embeddings, which every layer's q/k projections read): narrowed by ``@ P``
     stream_norms: tuple[str, ...] = ()  # their LayerNorms (and ModernBERT's final_norm)
     head_norms: tuple[str, ...] = ()  # LayerNorms inside the head (under the whole classifier)
     config_overrides: tuple[tuple[str, object], ...] = ()  # set on every config built (reference_compile)
-    layer_every: str | None = (
-        None  # config key: a layer is global when index % it == 0, else local (ModernBERT)
-    )
+    # config key: a layer is global when index % it == 0, else local (ModernBERT)
+    layer_every: str | None = None
+    int8_keep_float: tuple[str, ...] = ()  # ONNX node-name regexes int8 must leave float (rotary angles)
     head_square: tuple[str, ...] = ()  # hidden -> hidden head modules (pooler, classifier.dense)
     head_out: str = "classifier"  # the layer that reads the head's vector and writes the logits
 
@@ -463,6 +461,8 @@ MODERNBERT = register(
         head_norms=("head.norm",),
         config_overrides=(("reference_compile", False),),
         layer_every="global_attn_every_n_layers",
+        # inv_freq x positions: int8 puts the angles 0.15 rad off at 77 tokens (encoders.md §0.5)
+        int8_keep_float=(r"/attn/rotary_emb/MatMul(_\d+)?$",),
     )
 )
 MPNET = register(
