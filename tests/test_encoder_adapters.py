@@ -592,3 +592,28 @@ def test_modernbert_role_mismatch_fails_preflight_in_one_line(tmp_path, tiny_tea
         "student.init_layers: model type 'modernbert': ModernBERT student"
     )
     assert "student layer 1 is a local attention layer but teacher layer 2 is global" in line
+
+
+def test_modernbert_teacher_sentence_vector_is_after_final_norm():
+    """hidden_states[-1] is built before final_norm: the cached [CLS] target is what the head reads."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from edgecompress.distill.stage import teacher_outputs
+
+    teacher = build("modernbert")
+    inputs = batch("modernbert")
+
+    class Split:  # what teacher_outputs reads of an EncodedSplit
+        def __len__(self):
+            return 3
+
+        def batches_in_order(self, size):
+            return [(slice(0, 3), dict(inputs))]
+
+    accelerator = SimpleNamespace(device=torch.device("cpu"), autocast=nullcontext)
+    cls = teacher_outputs(teacher, Split(), accelerator, with_cls=True)["teacher_cls"]
+    with torch.no_grad():
+        out = teacher.model(**inputs, output_hidden_states=True)
+    assert not torch.allclose(out.hidden_states[-1][:, 0], out.last_hidden_state[:, 0])
+    assert torch.allclose(torch.from_numpy(cls).float(), out.last_hidden_state[:, 0], atol=1e-2)

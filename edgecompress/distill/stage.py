@@ -127,6 +127,16 @@ def transfer_set(cfg: DistillConfig, data, tokenizer, seed: int) -> tuple[list, 
     return examples + copies, labels + [UNLABELLED] * len(copies)
 
 
+def last_hidden(teacher, hidden_states) -> torch.Tensor:
+    """The teacher's last layer as its head reads it (ModernBERT applies final_norm after hidden_states)."""
+    from edgecompress.modeling.encoders import SUPPORTED
+
+    model_type = getattr(teacher.config, "model_type", None)
+    if model_type not in SUPPORTED:
+        return hidden_states[-1]
+    return SUPPORTED.get(model_type).last_hidden(teacher, hidden_states)
+
+
 @torch.no_grad()
 def teacher_outputs(teacher, split: EncodedSplit, accelerator, with_cls: bool, batch_size: int = 128) -> dict:
     """The teacher's logits (and last [CLS] state) for every example of ``split``, computed at the training precision (autocast); the logits are kept in fp32, the [CLS] states in fp16 (half the memory; they are a regression target)."""
@@ -140,7 +150,7 @@ def teacher_outputs(teacher, split: EncodedSplit, accelerator, with_cls: bool, b
             cls = np.zeros((len(split), teacher.config.hidden_size), np.float16) if with_cls else None
         logits[index] = out.logits.float().cpu().numpy()
         if with_cls:
-            cls[index] = out.hidden_states[-1][:, 0].float().cpu().numpy()
+            cls[index] = last_hidden(teacher, out.hidden_states)[:, 0].float().cpu().numpy()
     return {"teacher_logits": logits} | ({"teacher_cls": cls} if with_cls else {})
 
 

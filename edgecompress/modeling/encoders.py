@@ -199,6 +199,8 @@ class EncoderAdapter:
     # config key: a layer is global when index % it == 0, else local (ModernBERT)
     layer_every: str | None = None
     int8_keep_float: tuple[str, ...] = ()  # ONNX node-name regexes int8 must leave float (rotary angles)
+    # a norm applied after hidden_states is built (ModernBERT: hidden_states[-1] is not last_hidden_state)
+    final_norm: str | None = None
     head_square: tuple[str, ...] = ()  # hidden -> hidden head modules (pooler, classifier.dense)
     head_out: str = "classifier"  # the layer that reads the head's vector and writes the logits
 
@@ -257,6 +259,11 @@ class EncoderAdapter:
             "first global (no attention norm)" if i == 0 else "global" if i % every == 0 else "local"
             for i in range(n_layers)
         ]
+
+    def last_hidden(self, model: nn.Module, hidden_states) -> torch.Tensor:
+        """The last layer's output as the head reads it (ModernBERT: final_norm of hidden_states[-1])."""
+        norm = None if self.final_norm is None else _get(model.base_model, self.final_norm)
+        return hidden_states[-1] if norm is None else norm(hidden_states[-1])
 
     # --- locating
     def base_prefix(self, model: nn.Module) -> str:
@@ -457,6 +464,7 @@ MODERNBERT = register(
         embedding_norm="embeddings.norm",
         own_head_record=True,
         stream_norms=("final_norm",),
+        final_norm="final_norm",
         head_square=("head.dense",),
         head_norms=("head.norm",),
         config_overrides=(("reference_compile", False),),
