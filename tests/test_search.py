@@ -271,3 +271,17 @@ def test_search_cost_estimates_the_saving_per_student_depth():
     assert rows[3]["full_estimate_s"] == 400 and rows[4]["full_estimate_s"] == 500
     assert total["saved_s_estimate"] == 300 + 450 and total["stopped_early"] == 2
     assert total["saved_share"] == 750 / (2950 + 750)
+
+
+def test_uniform_head_scope_has_its_own_model_name():
+    from edgecompress.search.space import Point
+
+    names = {
+        scope: Point(2, 0.5, 0.25, scope, 0, 0, "int8", None).model_name
+        for scope in ("global", "per_layer", "uniform")
+    }
+    assert names == {
+        "global": "L2-h50-f25-v0-r0",
+        "per_layer": "L2-h50-f25-pl-v0-r0",
+        "uniform": "L2-h50-f25-un-v0-r0",
+    }
