@@ -617,3 +617,16 @@ def test_modernbert_teacher_sentence_vector_is_after_final_norm():
         out = teacher.model(**inputs, output_hidden_states=True)
     assert not torch.allclose(out.hidden_states[-1][:, 0], out.last_hidden_state[:, 0])
     assert torch.allclose(torch.from_numpy(cls).float(), out.last_hidden_state[:, 0], atol=1e-2)
+
+
+def test_uniform_removal_of_every_head_is_refused_from_the_shapes():
+    from edgecompress.prune.config import PruneConfig
+    from edgecompress.prune.select import check_targets
+
+    cfg = PruneConfig(heads={"mode": "structured", "count": 4, "scope": "uniform", "allow_layer_drop": True})
+    with pytest.raises(RecipeError, match="uniform removal from every layer would remove them all"):
+        check_targets(cfg, [4, 4], [64, 64])
+    with pytest.raises(RecipeError, match="uniform head pruning needs the same heads in every layer"):
+        check_targets(
+            PruneConfig(heads={"mode": "structured", "count": 1, "scope": "uniform"}), [4, 3], [8, 8]
+        )

@@ -38,10 +38,15 @@ def check_targets(cfg: PruneConfig, heads_per_layer: list[int], units_per_layer:
         else:
             for i, n_h in enumerate(heads_per_layer):
                 n = h.count if h.count is not None else fraction_of(h.fraction, n_h)
-                if n > n_h or (n == n_h and not h.allow_layer_drop):
+                if n > n_h or (n == n_h and (h.scope == "uniform" or not h.allow_layer_drop)):
+                    if n > n_h:
+                        why = ""
+                    elif h.scope == "uniform":
+                        why = " (uniform removal from every layer would remove them all)"
+                    else:
+                        why = " (set allow_layer_drop to remove whole layers)"
                     raise RecipeError(
-                        f"{n} heads to remove from layer {i}, which has {n_h}"
-                        + ("" if n > n_h else " (set allow_layer_drop to remove whole layers)"),
+                        f"{n} heads to remove from layer {i}, which has {n_h}{why}",
                         where=f"prune.heads.{'count' if h.count else 'fraction'}",
                     )
     f = cfg.ffn
