@@ -558,7 +558,7 @@ def test_modernbert_init_layers_must_match_the_layer_roles():
     assert str(err.value) == (
         "student.init_layers: model type 'modernbert': ModernBERT student layer 0 is a first global (no attention "
         "norm) attention layer but teacher layer 1 is local (global every 2 layers, layer 0 has no attention "
-        "norm); choose init_layers with matching roles"
+        "norm); the distill stage copies a layer only into one of its role: choose init_layers with matching roles"
     )
     # without init_layers, the evenly spread choice moves to the nearest teacher layer of the same role
     student, info = build_student(teacher, StudentConfig(num_layers=3), LABELS)
@@ -592,6 +592,7 @@ def test_modernbert_role_mismatch_fails_preflight_in_one_line(tmp_path, tiny_tea
         "student.init_layers: model type 'modernbert': ModernBERT student"
     )
     assert "student layer 1 is a local attention layer but teacher layer 2 is global" in line
+    assert "the distill stage" in line
 
 
 def test_modernbert_teacher_sentence_vector_is_after_final_norm():

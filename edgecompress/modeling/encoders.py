@@ -527,7 +527,7 @@ def role_mismatch(student_index: int, role: str, teacher_index: int, teacher_rol
     return (
         f"model type 'modernbert': ModernBERT student layer {student_index} is a {role} attention layer but "
         f"teacher layer {teacher_index} is {teacher_role} (global every {every} layers, layer 0 has no attention "
-        "norm); choose init_layers with matching roles"
+        "norm); the distill stage copies a layer only into one of its role: choose init_layers with matching roles"
     )
 
 
