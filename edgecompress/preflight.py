@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from edgecompress.embedded import NotInstalled
 from edgecompress.errors import ModelError, RecipeError
-from edgecompress.modeling.encoders import check_supported
+from edgecompress.modeling.encoders import adapter_for, check_supported, uniform_heads_only
 from edgecompress.modeling.layers import ffn_widths, heads_per_layer
 from edgecompress.modeling.loading import load_config, load_tokenizer, resolve
 from edgecompress.modeling.student import student_config
@@ -60,6 +60,15 @@ def _check_family(recipe: Recipe, config, where: str) -> None:
     check_supported(config, stage, where)
 
 
+def _check_uniform_heads(recipe: Recipe, student) -> None:
+    """MPNet's heads share one bias table: only the same heads from every layer can go."""
+    h = recipe.prune.heads
+    if recipe.student.is_classic or h.mode == "none" or (h.mode == "structured" and h.scope == "uniform"):
+        return
+    if adapter_for(student, "prune", "student.model").uniform_heads:
+        raise ModelError(uniform_heads_only(student.model_type, "prune"), where="prune.heads")
+
+
 def check_shapes(recipe: Recipe, hub_optional: bool = False, install: bool = True) -> list[str]:
     """Raise a RecipeError naming the field when the student, the layer mapping, the pruning targets or the
     input length cannot be built, or a ModelError when a tokenizer cannot be loaded and used (cheap: no
@@ -102,5 +111,6 @@ def check_shapes(recipe: Recipe, hub_optional: bool = False, install: bool = Tru
                 where="distill.layer_mapping",
             )
     if r.prune is not None:
+        _check_uniform_heads(recipe, student)
         check_targets(r.prune, heads_per_layer(student), ffn_widths(student))
     return []

@@ -290,3 +290,17 @@ def test_the_study_stops_trials_only_beyond_the_budget_and_its_margin(searched, 
         trial.report(drop, 1)
         assert trial.should_prune() is stops, drop
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def test_uniform_head_scope_has_its_own_model_name():
+    from edgecompress.search.space import Point
+
+    names = {
+        scope: Point(2, 0.5, 0.25, scope, 0, 0, "int8", None).model_name
+        for scope in ("global", "per_layer", "uniform")
+    }
+    assert names == {
+        "global": "L2-h50-f25-v0-r0",
+        "per_layer": "L2-h50-f25-pl-v0-r0",
+        "uniform": "L2-h50-f25-un-v0-r0",
+    }

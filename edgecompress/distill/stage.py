@@ -95,8 +95,16 @@ def disable_attention_dropout(model: torch.nn.Module) -> int:
     """
     adapter = adapter_for(model, "distill", "student")
     count = 0
+    slot = "attn_dropout" if adapter.slots.attn_dropout else "attention"
+    if adapter.slots.attn_dropout_p:  # a float the attention function reads (ModernBERT)
+        for layer in adapter.layers(model):
+            attention = adapter.part(layer, "attention")
+            if getattr(attention, adapter.slots.attn_dropout_p) > 0:
+                setattr(attention, adapter.slots.attn_dropout_p, 0.0)
+                count += 1
+        return count
     for layer in adapter.layers(model):
-        for child in adapter.part(layer, "attention").modules():
+        for child in adapter.part(layer, slot).modules():
             if isinstance(child, torch.nn.Dropout) and child.p > 0:
                 child.p = 0.0
                 count += 1
@@ -119,6 +127,16 @@ def transfer_set(cfg: DistillConfig, data, tokenizer, seed: int) -> tuple[list, 
     return examples + copies, labels + [UNLABELLED] * len(copies)
 
 
+def last_hidden(teacher, hidden_states) -> torch.Tensor:
+    """The teacher's last layer as its head reads it (ModernBERT applies final_norm after hidden_states)."""
+    from edgecompress.modeling.encoders import SUPPORTED
+
+    model_type = getattr(teacher.config, "model_type", None)
+    if model_type not in SUPPORTED:
+        return hidden_states[-1]
+    return SUPPORTED.get(model_type).last_hidden(teacher, hidden_states)
+
+
 @torch.no_grad()
 def teacher_outputs(teacher, split: EncodedSplit, accelerator, with_cls: bool, batch_size: int = 128) -> dict:
     """The teacher's logits (and last [CLS] state) for every example of ``split``, computed at the training precision (autocast); the logits are kept in fp32, the [CLS] states in fp16 (half the memory; they are a regression target)."""
@@ -132,7 +150,7 @@ def teacher_outputs(teacher, split: EncodedSplit, accelerator, with_cls: bool, b
             cls = np.zeros((len(split), teacher.config.hidden_size), np.float16) if with_cls else None
         logits[index] = out.logits.float().cpu().numpy()
         if with_cls:
-            cls[index] = out.hidden_states[-1][:, 0].float().cpu().numpy()
+            cls[index] = last_hidden(teacher, out.hidden_states)[:, 0].float().cpu().numpy()
     return {"teacher_logits": logits} | ({"teacher_cls": cls} if with_cls else {})
 
 

@@ -32,12 +32,20 @@ class LayerSlots:
     key: str
     value: str
     attn_out: str  # its INPUT is the per-head context (hook point, column slicing)
-    pruned_heads_on: str  # the module transformers keeps ``pruned_heads`` on
+    pruned_heads_on: str | None  # the module transformers keeps ``pruned_heads`` on (None: it keeps none)
     ffn_in: str
     ffn_act: str  # its OUTPUT is the per-unit activation (BERT's ``intermediate``)
     ffn_out: str  # its INPUT is the per-unit activation
     attn_norm: str
     ffn_norm: str
+    per_head_extra: tuple[str, ...] = ()  # projections sliced like q/k/v when present (DeBERTa pos_key_proj)
+    # the attention-probability dropout alone (None: every dropout in the attention module)
+    attn_dropout: str | None = None
+    qkv: str | None = None  # one fused projection, rows [q heads | k heads | v heads] (ModernBERT's Wqkv)
+    ffn_glu: bool = (
+        False  # ffn_in rows [activated half | gate half]: unit u is rows u and I + u (ModernBERT's Wi)
+    )
+    attn_dropout_p: str | None = None  # a float attribute of ``attention`` (ModernBERT's attention_dropout)
 
 
 BERT_SLOTS = LayerSlots(
@@ -84,7 +92,66 @@ class ConfigKeys:
     hidden: str = "hidden_size"
     heads: str = "num_attention_heads"
     ffn: str = "intermediate_size"
+    follow_hidden: tuple[
+        str, ...
+    ] = ()  # keys that must equal the hidden width (DeBERTa's pooler_hidden_size)
 
+
+MPNET_SLOTS = LayerSlots(
+    attention="attention.attn",
+    heads_attr="num_attention_heads",
+    head_size_attr="attention_head_size",
+    all_head_attr="all_head_size",
+    query="attention.attn.q",
+    key="attention.attn.k",
+    value="attention.attn.v",
+    attn_out="attention.attn.o",
+    pruned_heads_on="attention",
+    ffn_in="intermediate.dense",
+    ffn_act="intermediate",
+    ffn_out="output.dense",
+    attn_norm="attention.LayerNorm",
+    ffn_norm="output.LayerNorm",
+)
+
+DEBERTA_SLOTS = LayerSlots(
+    attention="attention.self",
+    heads_attr="num_attention_heads",
+    head_size_attr="attention_head_size",
+    all_head_attr="all_head_size",
+    query="attention.self.query_proj",
+    key="attention.self.key_proj",
+    value="attention.self.value_proj",
+    attn_out="attention.output.dense",
+    pruned_heads_on=None,  # transformers refuses config.pruned_heads for DeBERTa (NotImplementedError)
+    ffn_in="intermediate.dense",
+    ffn_act="intermediate",
+    ffn_out="output.dense",
+    attn_norm="attention.output.LayerNorm",
+    ffn_norm="output.LayerNorm",
+    per_head_extra=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),
+    attn_dropout="attention.self.dropout",  # not pos_dropout, which drops relative embeddings
+)
+
+MODERNBERT_SLOTS = LayerSlots(
+    attention="attn",
+    heads_attr="num_heads",
+    head_size_attr="head_dim",
+    all_head_attr="all_head_size",
+    query="attn.Wqkv",
+    key="attn.Wqkv",
+    value="attn.Wqkv",
+    attn_out="attn.Wo",
+    pruned_heads_on=None,  # transformers has no _prune_heads for ModernBERT
+    ffn_in="mlp.Wi",
+    ffn_act="mlp.act",
+    ffn_out="mlp.Wo",
+    attn_norm="attn_norm",  # Identity in layer 0
+    ffn_norm="mlp_norm",
+    qkv="attn.Wqkv",
+    ffn_glu=True,
+    attn_dropout_p="attention_dropout",
+)
 
 DISTILBERT_KEYS = ConfigKeys(layers="n_layers", hidden="dim", heads="n_heads", ffn="hidden_dim")
 
@@ -119,6 +186,21 @@ class EncoderAdapter:
     embedding_norm: str = "embeddings.LayerNorm"
     embedding_project: str | None = None  # a Linear writing the stream from narrower tables (ELECTRA)
     position_offset_from_pad: bool = False  # RoBERTa-style ids: real tokens start at pad_token_id + 1
+    # the position table's padding row when the family hard-codes it (MPNet: 1)
+    fixed_padding_idx: int | None = None
+    # an Embedding (buckets x heads) every layer adds: one column per head (MPNet's relative bias)
+    shared_head_bias: str | None = None
+    own_head_record: bool = False  # config.pruned_heads cannot rebuild the shapes: edgecompress_heads does
+    stream_tables: tuple[str, ...] = ()  # tables (under the base model) read like the stream (DeBERTa's
+    # rel_embeddings, which every layer's q/k projections read): narrowed by ``@ P``
+    stream_norms: tuple[str, ...] = ()  # their LayerNorms (and ModernBERT's final_norm)
+    head_norms: tuple[str, ...] = ()  # LayerNorms inside the head (under the whole classifier)
+    config_overrides: tuple[tuple[str, object], ...] = ()  # set on every config built (reference_compile)
+    # config key: a layer is global when index % it == 0, else local (ModernBERT)
+    layer_every: str | None = None
+    int8_keep_float: tuple[str, ...] = ()  # ONNX node-name regexes int8 must leave float (rotary angles)
+    # a norm applied after hidden_states is built (ModernBERT: hidden_states[-1] is not last_hidden_state)
+    final_norm: str | None = None
     head_square: tuple[str, ...] = ()  # hidden -> hidden head modules (pooler, classifier.dense)
     head_out: str = "classifier"  # the layer that reads the head's vector and writes the logits
 
@@ -141,6 +223,10 @@ class EncoderAdapter:
     def set_shape(self, config, name: str, value: int) -> None:
         """Set ``name`` (one of ConfigKeys' fields: layers, hidden, heads, ffn) under the family's own key."""
         setattr(config, getattr(self.keys, name), value)
+        if name == "hidden":
+            for key in self.keys.follow_hidden:
+                if hasattr(config, key):
+                    setattr(config, key, value)
 
     def projects_embeddings(self, config) -> bool:
         """Whether the tables are narrower than the stream, so a projection writes it (ELECTRA-small)."""
@@ -149,7 +235,35 @@ class EncoderAdapter:
 
     def position_offset(self, config) -> int:
         """Rows of the position table before position 0 (RoBERTa: the padding index and the rows below it)."""
+        if self.fixed_padding_idx is not None:
+            return self.fixed_padding_idx + 1
         return (config.pad_token_id or 0) + 1 if self.position_offset_from_pad else 0
+
+    @property
+    def uniform_heads(self) -> bool:
+        """Heads can only be removed from every layer at once (a per-head table shared by all layers)."""
+        return self.shared_head_bias is not None
+
+    def apply_overrides(self, config) -> None:
+        for key, value in self.config_overrides:
+            setattr(config, key, value)
+
+    def layer_roles(self, config) -> list[str]:
+        """What each layer index does, where the family makes it depend on the index (ModernBERT: global
+        attention every n layers, layer 0 without an attention norm); "layer" for every layer otherwise."""
+        n_layers = self.num_layers(config)
+        if self.layer_every is None:
+            return ["layer"] * n_layers
+        every = getattr(config, self.layer_every)
+        return [
+            "first global (no attention norm)" if i == 0 else "global" if i % every == 0 else "local"
+            for i in range(n_layers)
+        ]
+
+    def last_hidden(self, model: nn.Module, hidden_states) -> torch.Tensor:
+        """The last layer's output as the head reads it (ModernBERT: final_norm of hidden_states[-1])."""
+        norm = None if self.final_norm is None else _get(model.base_model, self.final_norm)
+        return hidden_states[-1] if norm is None else norm(hidden_states[-1])
 
     # --- locating
     def base_prefix(self, model: nn.Module) -> str:
@@ -183,6 +297,10 @@ class EncoderAdapter:
             )
         return module
 
+    def extra_paths(self, layer: nn.Module) -> list[str]:
+        """The per-head extra projections this layer has (DeBERTa: only when share_att_key is false)."""
+        return [path for path in self.slots.per_head_extra if _get(layer, path) is not None]
+
     def heads(self, layer: nn.Module) -> int:
         return getattr(self.part(layer, "attention"), self.slots.heads_attr)
 
@@ -190,15 +308,42 @@ class EncoderAdapter:
         return getattr(self.part(layer, "attention"), self.slots.head_size_attr)
 
     def units(self, layer: nn.Module) -> int:
-        return self.part(layer, "ffn_in").out_features
+        rows = self.part(layer, "ffn_in").out_features
+        return rows // 2 if self.slots.ffn_glu else rows
+
+    def unit_rows(self, layer: nn.Module, units: list[int]) -> list[int]:
+        """Rows of ``ffn_in`` that carry ``units`` (GLU: the activated half, then the gate half)."""
+        if not self.slots.ffn_glu:
+            return list(units)
+        n = self.units(layer)
+        return list(units) + [n + u for u in units]
+
+    def unit_in_norms(self, layer: nn.Module) -> torch.Tensor:
+        """L2 norm of each unit's ``ffn_in`` rows (GLU: both halves together)."""
+        w = self.part(layer, "ffn_in").weight.detach()
+        if not self.slots.ffn_glu:
+            return w.norm(dim=1)
+        act, gate = w.chunk(2, dim=0)
+        return (act.norm(dim=1) ** 2 + gate.norm(dim=1) ** 2).sqrt()
+
+    def head_row_parts(self, layer: nn.Module, heads: list[int]) -> list[tuple[str, list[int]]]:
+        """(path under the layer, rows) of every projection whose rows are per head, for ``heads``: q, k, v
+        and the per-head extras, or the fused projection's rows in its [q | k | v] order."""
+        d = self.head_size(layer)
+        rows = [h * d + j for h in heads for j in range(d)]
+        if self.slots.qkv is not None:
+            width = self.heads(layer) * d
+            return [(self.slots.qkv, [part * width + r for part in range(3) for r in rows])]
+        paths = [getattr(self.slots, slot) for slot in ("query", "key", "value")] + self.extra_paths(layer)
+        return [(path, rows) for path in paths]
 
     # --- slicing (kept lists are positions in the layer as it is now)
     def keep_heads(self, layer: nn.Module, keep: list[int]) -> None:
         """Keep only the heads at positions ``keep``: their q/k/v rows and output columns."""
         d = self.head_size(layer)
         index = torch.tensor([h * d + j for h in keep for j in range(d)], dtype=torch.long)
-        for slot in ("query", "key", "value"):
-            _set(layer, getattr(self.slots, slot), prune_linear_layer(self.part(layer, slot), index))
+        for path, rows in self.head_row_parts(layer, keep):
+            _set(layer, path, prune_linear_layer(_get(layer, path), torch.tensor(rows, dtype=torch.long)))
         _set(layer, self.slots.attn_out, prune_linear_layer(self.part(layer, "attn_out"), index, dim=1))
         attention = self.part(layer, "attention")
         setattr(attention, self.slots.heads_attr, len(keep))
@@ -206,22 +351,39 @@ class EncoderAdapter:
 
     def set_pruned_heads(self, layer: nn.Module, gone: set[int]) -> None:
         """What transformers' own ``prune_heads`` would have recorded on the layer."""
-        self.part(layer, "pruned_heads_on").pruned_heads = set(gone)
+        if self.slots.pruned_heads_on is not None:
+            self.part(layer, "pruned_heads_on").pruned_heads = set(gone)
+
+    def keep_shared_heads(self, model: nn.Module, keep: list[int]) -> None:
+        """Keep only the columns of the shared per-head table (MPNet's relative position bias) at ``keep``."""
+        if self.shared_head_bias is None:
+            return
+        table = _get(model.base_model, self.shared_head_bias)
+        new = nn.Embedding(table.num_embeddings, len(keep)).to(table.weight.device, table.weight.dtype)
+        with torch.no_grad():
+            new.weight.copy_(table.weight[:, keep])
+        _set(model.base_model, self.shared_head_bias, new)
 
     def keep_units(self, layer: nn.Module, keep: list[int]) -> None:
+        rows = torch.tensor(self.unit_rows(layer, keep), dtype=torch.long)
         index = torch.tensor(keep, dtype=torch.long)
-        _set(layer, self.slots.ffn_in, prune_linear_layer(self.part(layer, "ffn_in"), index))
+        _set(layer, self.slots.ffn_in, prune_linear_layer(self.part(layer, "ffn_in"), rows))
         _set(layer, self.slots.ffn_out, prune_linear_layer(self.part(layer, "ffn_out"), index, dim=1))
 
     def resize_units(self, layer: nn.Module, size: int) -> None:
         """A feed-forward block of ``size`` units (new, untrained weights: a checkpoint is loaded next)."""
         ffn_in, ffn_out = self.part(layer, "ffn_in"), self.part(layer, "ffn_out")
-        _set(layer, self.slots.ffn_in, nn.Linear(ffn_in.in_features, size))
-        _set(layer, self.slots.ffn_out, nn.Linear(size, ffn_out.out_features))
+        rows = 2 * size if self.slots.ffn_glu else size
+        _set(layer, self.slots.ffn_in, nn.Linear(ffn_in.in_features, rows, bias=ffn_in.bias is not None))
+        _set(layer, self.slots.ffn_out, nn.Linear(size, ffn_out.out_features, bias=ffn_out.bias is not None))
 
     def head_weights(self, layer: nn.Module) -> tuple[list[torch.Tensor], torch.Tensor]:
         """(q, k, v weights whose rows are per head, the output weight whose columns are)."""
+        if self.slots.qkv is not None:
+            qkv = list(self.part(layer, "qkv").weight.detach().chunk(3, dim=0))
+            return qkv, self.part(layer, "attn_out").weight.detach()
         qkv = [self.part(layer, s).weight.detach() for s in ("query", "key", "value")]
+        qkv += [_get(layer, path).weight.detach() for path in self.extra_paths(layer)]
         return qkv, self.part(layer, "attn_out").weight.detach()
 
     # --- embeddings
@@ -279,6 +441,52 @@ DISTILBERT = register(
     )
 )
 
+DEBERTA_V2 = register(
+    EncoderAdapter(
+        ("deberta-v2",),
+        "encoder.layer",
+        slots=DEBERTA_SLOTS,
+        keys=ConfigKeys(follow_hidden=("pooler_hidden_size",)),
+        own_head_record=True,
+        stream_tables=("encoder.rel_embeddings",),
+        stream_norms=("encoder.LayerNorm",),
+        head_square=("pooler.dense",),
+    )
+)
+MODERNBERT = register(
+    EncoderAdapter(
+        ("modernbert",),
+        "layers",
+        slots=MODERNBERT_SLOTS,
+        word_embeddings="embeddings.tok_embeddings",
+        position_embeddings=None,
+        token_type_embeddings=None,
+        embedding_norm="embeddings.norm",
+        own_head_record=True,
+        stream_norms=("final_norm",),
+        final_norm="final_norm",
+        head_square=("head.dense",),
+        head_norms=("head.norm",),
+        config_overrides=(("reference_compile", False),),
+        layer_every="global_attn_every_n_layers",
+        # inv_freq x positions: int8 puts the angles 0.15 rad off at 77 tokens (encoders.md §0.5)
+        int8_keep_float=(r"/attn/rotary_emb/MatMul(_\d+)?$",),
+    )
+)
+MPNET = register(
+    EncoderAdapter(
+        ("mpnet",),
+        "encoder.layer",
+        slots=MPNET_SLOTS,
+        token_type_embeddings=None,
+        fixed_padding_idx=1,
+        shared_head_bias="encoder.relative_attention_bias",
+        own_head_record=True,
+        head_square=("classifier.dense",),
+        head_out="classifier.out_proj",
+    )
+)
+
 
 def supported_names() -> str:
     return ", ".join(SUPPORTED.keys())
@@ -312,15 +520,24 @@ def _shared_layers(model_type: str, stage: str) -> str:
     )
 
 
-def _not_yet(model_type: str, stage: str) -> str:
+refuse(Refusal(("albert",), _shared_layers))
+
+
+def role_mismatch(student_index: int, role: str, teacher_index: int, teacher_role: str, every: int) -> str:
     return (
-        f"model type '{model_type}' is not supported yet: the {stage} stage cannot read its layers "
-        f"(supported: {supported_names()})"
+        f"model type 'modernbert': ModernBERT student layer {student_index} is a {role} attention layer but "
+        f"teacher layer {teacher_index} is {teacher_role} (global every {every} layers, layer 0 has no attention "
+        "norm); the distill stage copies a layer only into one of its role: choose init_layers with matching roles"
     )
 
 
-refuse(Refusal(("albert",), _shared_layers))
-refuse(Refusal(("deberta-v2", "mpnet", "modernbert"), _not_yet))
+def uniform_heads_only(model_type: str, stage: str) -> str:
+    """The one line for per-layer or global head selection on a family whose heads share one bias table."""
+    return (
+        f"model type '{model_type}': MPNet's relative position bias is shared by all layers (one column per "
+        f"head): the {stage} stage can only remove heads from every layer at once (prune.heads.scope: "
+        "uniform); feed-forward pruning is unaffected"
+    )
 
 
 def _unknown(model_type: str, stage: str) -> str:

@@ -18,6 +18,8 @@ from torch import nn
 from edgecompress.modeling.encoders import EncoderAdapter, adapter_for
 
 FFN_SIZES = "edgecompress_ffn_sizes"  # config key: per-layer FFN widths when they differ (global FFN pruning)
+HEADS = "edgecompress_heads"  # config key: per-layer original ids of the kept heads, for the families whose
+# config.pruned_heads cannot rebuild the shapes (modeling.encoders: own_head_record)
 
 
 @dataclass
@@ -43,7 +45,7 @@ class LayerParts:
 
     @property
     def num_units(self) -> int:
-        return self.intermediate_dense.out_features
+        return self.adapter.units(self.layer)
 
 
 def layer_list_name(model: nn.Module) -> str:
@@ -56,7 +58,7 @@ def layer_parts(model: nn.Module) -> list[LayerParts]:
     return [
         LayerParts(
             layer,
-            adapter.part(layer, "pruned_heads_on"),
+            adapter.part(layer, "pruned_heads_on" if adapter.slots.pruned_heads_on else "attention"),
             adapter.part(layer, "attention"),
             adapter.part(layer, "attn_out"),
             adapter.part(layer, "ffn_act"),
@@ -75,6 +77,9 @@ def pruned_heads(config) -> dict[int, set[int]]:
 
 def surviving_heads(config) -> list[list[int]]:
     """Original head ids left in each layer, in slicing order (from the config: no weights needed)."""
+    recorded = getattr(config, HEADS, None)
+    if recorded:
+        return [list(alive) for alive in recorded]
     gone, adapter = pruned_heads(config), adapter_for(config)
     return [
         [h for h in range(adapter.num_heads(config)) if h not in gone.get(i, set())]
@@ -123,6 +128,20 @@ def resize_ffn(model: nn.Module, sizes: list[int]) -> None:
     record_ffn_sizes(model)
 
 
+def rebuild_heads(model: nn.Module) -> None:
+    """Give a model built from a config with ``edgecompress_heads`` the recorded head counts (untrained
+    weights: the checkpoint is loaded next)."""
+    alive = getattr(model.config, HEADS, None)
+    if not alive:
+        return
+    adapter = adapter_for(model)
+    for layer, kept in zip(adapter.layers(model), alive, strict=True):
+        if len(kept) < adapter.heads(layer):
+            adapter.keep_heads(layer, list(range(len(kept))))
+    if alive and len(alive[0]) < adapter.num_heads(model.config):
+        adapter.keep_shared_heads(model, list(range(len(alive[0]))))
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
@@ -139,7 +158,6 @@ def magnitude_importance(model) -> tuple[list[np.ndarray], list[np.ndarray]]:
             sq = sum(float((m[rows] ** 2).sum()) for m in w) + float((out[:, rows] ** 2).sum())
             per_head.append(math.sqrt(sq))
         heads.append(np.array(per_head))
-        w_in = p.intermediate_dense.weight.detach()
         w_out = p.ffn_output.weight.detach()
-        units.append((w_in.norm(dim=1) * w_out.norm(dim=0)).cpu().numpy())
+        units.append((p.adapter.unit_in_norms(p.layer) * w_out.norm(dim=0)).cpu().numpy())
     return heads, units

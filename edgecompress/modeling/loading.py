@@ -13,7 +13,7 @@ import torch
 from edgecompress.embedded import EMBEDDED_MODELS, locate_embedded  # noqa: F401 (the registry, re-exported)
 from edgecompress.errors import ModelError, RecipeError
 from edgecompress.modeling.embeddings import EMBEDDING_RANK, restore_factorized
-from edgecompress.modeling.layers import FFN_SIZES, ffn_widths, resize_ffn
+from edgecompress.modeling.layers import FFN_SIZES, HEADS, ffn_widths, rebuild_heads, resize_ffn
 
 EMBEDDED_PREFIX = "embedded:"  # then a name in edgecompress.embedded.EMBEDDED_MODELS
 
@@ -156,6 +156,15 @@ def _classifier_layer(model, num_labels: int) -> torch.nn.Linear:
     return last
 
 
+def _overrides(config) -> dict:
+    """Config values a family is always built with (ModernBERT: reference_compile False), as
+    ``from_pretrained`` keyword arguments; none for a family edgecompress has no adapter for."""
+    from edgecompress.modeling.encoders import SUPPORTED
+
+    model_type = getattr(config, "model_type", None)
+    return dict(SUPPORTED.get(model_type).config_overrides) if model_type in SUPPORTED else {}
+
+
 def load_classifier(
     src: ModelSource, labels: list[str], eager_attention: bool = True, head_labels: list[str] | None = None
 ):
@@ -168,6 +177,7 @@ def load_classifier(
     kw = _kwargs(src)
     if eager_attention:
         kw["attn_implementation"] = "eager"
+    kw.update(_overrides(config))
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             src.location,
@@ -219,8 +229,9 @@ def _size_mismatch(folder, exc: RuntimeError) -> ModelError:
 
 def load_saved_classifier(folder: str | Path, eager_attention: bool = True):
     """A classifier this pipeline saved, including the shapes plain ``from_pretrained`` cannot rebuild:
-    feed-forward widths that differ per layer (``config.edgecompress_ffn_sizes``) and a factorised word table
-    (``config.edgecompress_embedding_rank``). Every weight must fit (check_checkpoint_keys)."""
+    feed-forward widths that differ per layer (``config.edgecompress_ffn_sizes``), a factorised word table
+    (``config.edgecompress_embedding_rank``) and the head counts of families whose ``config.pruned_heads``
+    cannot rebuild them (``config.edgecompress_heads``). Every weight must fit (check_checkpoint_keys)."""
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -231,16 +242,20 @@ def load_saved_classifier(folder: str | Path, eager_attention: bool = True):
         model = ClassicClassifier(ClassicConfig.from_folder(folder))
     else:
         config = AutoConfig.from_pretrained(folder)
-        if not getattr(config, FFN_SIZES, None) and not getattr(config, EMBEDDING_RANK, None):
+        for key, value in _overrides(config).items():
+            setattr(config, key, value)
+        own = (FFN_SIZES, EMBEDDING_RANK, HEADS)
+        if not any(getattr(config, key, None) for key in own):
             try:
                 model, info = AutoModelForSequenceClassification.from_pretrained(
-                    folder, use_safetensors=True, output_loading_info=True, **kw
+                    folder, config=config, use_safetensors=True, output_loading_info=True, **kw
                 )
             except RuntimeError as exc:
                 raise _size_mismatch(folder, exc) from None
             check_checkpoint_keys(folder, model, info["missing_keys"], info["unexpected_keys"])
             return model.eval()
         model = AutoModelForSequenceClassification.from_config(config, **kw)  # applies config.pruned_heads
+        rebuild_heads(model)  # the families that record edgecompress_heads instead
         if getattr(config, FFN_SIZES, None):
             resize_ffn(model, ffn_widths(config))
         restore_factorized(model)

@@ -38,9 +38,18 @@ def principal_directions(teacher: nn.Module, batches: list[dict], width: int) ->
     return top, float(values[-width:].sum() / values.sum())
 
 
-def _copy_layernorm(student_ln: nn.LayerNorm, teacher_ln: nn.LayerNorm, p: torch.Tensor) -> None:
+def _copy_layernorm(student_ln: nn.Module, teacher_ln: nn.Module, p: torch.Tensor) -> None:
+    """(ModernBERT: LayerNorms without bias, and an Identity where layer 0 has no attention norm.)"""
+    if not isinstance(student_ln, nn.LayerNorm) or not isinstance(teacher_ln, nn.LayerNorm):
+        return
     student_ln.weight.copy_((p**2).T @ teacher_ln.weight)  # diag of P^T diag(gamma) P
-    student_ln.bias.copy_(p.T @ teacher_ln.bias)
+    if student_ln.bias is not None and teacher_ln.bias is not None:
+        student_ln.bias.copy_(p.T @ teacher_ln.bias)
+
+
+def _copy_bias(dst: nn.Module, src: torch.Tensor | None) -> None:
+    if dst.bias is not None and src is not None:
+        dst.bias.copy_(src)
 
 
 def _largest(scores, n: int) -> list[int]:
@@ -82,9 +91,22 @@ def _narrow_head(student: nn.Module, teacher: nn.Module, p: torch.Tensor) -> Non
     (t_square, t_out), (s_square, s_out) = adapter.head_modules(teacher), adapter.head_modules(student)
     for t, s in zip(t_square, s_square, strict=False):
         s.weight.copy_(p.T @ t.weight @ p)
-        s.bias.copy_(p.T @ t.bias)
+        _copy_bias(s, None if t.bias is None else p.T @ t.bias)
+    for path in adapter.head_norms:  # ModernBERT's head.norm reads the projected head vector
+        _copy_layernorm(student.get_submodule(path), teacher.get_submodule(path), p)
     s_out.weight.copy_(t_out.weight @ p)
-    s_out.bias.copy_(t_out.bias)
+    _copy_bias(s_out, t_out.bias)
+
+
+def _get_shared(model: nn.Module, adapter) -> nn.Embedding:
+    return model.base_model.get_submodule(adapter.shared_head_bias)
+
+
+def _get_optional(model: nn.Module, path: str) -> nn.Module | None:
+    try:
+        return model.base_model.get_submodule(path)
+    except AttributeError:
+        return None
 
 
 @torch.no_grad()
@@ -96,21 +118,42 @@ def narrow_from_teacher(
     head_scores, unit_scores = magnitude_importance(teacher)
     t_parts, s_parts = layer_parts(teacher), layer_parts(student)
     a = t_parts[0].adapter
+    shared = (
+        None  # MPNet: one bias column per head, shared by all layers, so every layer keeps the same heads
+    )
+    if a.uniform_heads:
+        shared = _largest(sum(torch.as_tensor(head_scores[ti]) for ti in init_layers), s_parts[0].num_heads)
+        t_bias = _get_shared(teacher, a)
+        _get_shared(student, a).weight.copy_(t_bias.weight[:, shared])
     for s, ti in zip(s_parts, init_layers, strict=True):
         t = t_parts[ti]
         d = t.head_size
-        rows = [h * d + j for h in _largest(head_scores[ti], s.num_heads) for j in range(d)]
-        for q in ("query", "key", "value"):
-            src, dst = a.part(t.layer, q), a.part(s.layer, q)
-            dst.weight.copy_(src.weight[rows] @ p)
-            dst.bias.copy_(src.bias[rows])
+        kept = shared if shared is not None else _largest(head_scores[ti], s.num_heads)
+        rows = [h * d + j for h in kept for j in range(d)]
+        # q/k/v, the per-head extras (DeBERTa's pos_key_proj / pos_query_proj) or the fused Wqkv (ModernBERT)
+        for path, src_rows in a.head_row_parts(t.layer, kept):
+            src, dst = t.layer.get_submodule(path), s.layer.get_submodule(path)
+            dst.weight.copy_(src.weight[src_rows] @ p)
+            _copy_bias(dst, None if src.bias is None else src.bias[src_rows])
         s.attention_output.weight.copy_(p.T @ t.attention_output.weight[:, rows])
-        s.attention_output.bias.copy_(p.T @ t.attention_output.bias)
+        _copy_bias(
+            s.attention_output, None if t.attention_output.bias is None else p.T @ t.attention_output.bias
+        )
         _copy_layernorm(a.part(s.layer, "attn_norm"), a.part(t.layer, "attn_norm"), p)
         units = _largest(unit_scores[ti], s.num_units)
-        s.intermediate_dense.weight.copy_(t.intermediate_dense.weight[units] @ p)
-        s.intermediate_dense.bias.copy_(t.intermediate_dense.bias[units])
+        unit_rows = a.unit_rows(t.layer, units)  # GLU: both halves of each unit
+        s.intermediate_dense.weight.copy_(t.intermediate_dense.weight[unit_rows] @ p)
+        _copy_bias(
+            s.intermediate_dense,
+            None if t.intermediate_dense.bias is None else t.intermediate_dense.bias[unit_rows],
+        )
         s.ffn_output.weight.copy_(p.T @ t.ffn_output.weight[:, units])
-        s.ffn_output.bias.copy_(p.T @ t.ffn_output.bias)
+        _copy_bias(s.ffn_output, None if t.ffn_output.bias is None else p.T @ t.ffn_output.bias)
         _copy_layernorm(a.part(s.layer, "ffn_norm"), a.part(t.layer, "ffn_norm"), p)
+    for path in a.stream_tables:  # read by the layers like the stream (DeBERTa's relative embeddings)
+        student.base_model.get_submodule(path).weight.copy_(teacher.base_model.get_submodule(path).weight @ p)
+    for path in a.stream_norms:
+        t_norm, s_norm = _get_optional(teacher, path), _get_optional(student, path)
+        if t_norm is not None and s_norm is not None:
+            _copy_layernorm(s_norm, t_norm, p)
     _narrow_head(student, teacher, p)

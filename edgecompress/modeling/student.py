@@ -10,7 +10,7 @@ import torch
 
 from edgecompress.distill.config import StudentConfig
 from edgecompress.errors import ModelError, RecipeError
-from edgecompress.modeling.encoders import adapter_for
+from edgecompress.modeling.encoders import adapter_for, role_mismatch
 from edgecompress.modeling.layers import layer_list_name
 from edgecompress.modeling.loading import load_classifier, resolve
 
@@ -53,6 +53,7 @@ def student_config(teacher_config, cfg: StudentConfig):
             f"{cfg.num_layers} layers asked, the teacher has only {n_teacher}", where="student.num_layers"
         )
     s_cfg = copy.deepcopy(teacher_config)
+    adapter.apply_overrides(s_cfg)
     adapter.set_shape(s_cfg, "layers", cfg.num_layers)
     for (
         field,
@@ -69,14 +70,37 @@ def student_config(teacher_config, cfg: StudentConfig):
         return s_cfg, None
     if cfg.changes_width:
         _check_narrow(teacher_config, s_cfg)
-    init = cfg.init_layers or evenly_spread(n_teacher, cfg.num_layers)
+    init = cfg.init_layers or matching_roles(
+        adapter.layer_roles(teacher_config),
+        adapter.layer_roles(s_cfg),
+        evenly_spread(n_teacher, cfg.num_layers),
+    )
     bad = [i for i in init if i >= n_teacher]
     if bad:
         raise RecipeError(
             f"teacher layer {bad[0]} does not exist (the teacher has {n_teacher})",
             where="student.init_layers",
         )
+    _check_roles(adapter, teacher_config, s_cfg, init)
     return s_cfg, init
+
+
+def matching_roles(teacher_roles: list[str], student_roles: list[str], spread: list[int]) -> list[int]:
+    """``spread``, each entry moved to the nearest teacher layer whose role is the student layer's (ModernBERT:
+    a student layer does what its new index says); unchanged where every layer has the same role."""
+    out = []
+    for i, t in enumerate(spread):
+        same = [j for j, role in enumerate(teacher_roles) if role == student_roles[i]]
+        out.append(min(same, key=lambda j: (abs(j - t), j)) if same else t)
+    return out
+
+
+def _check_roles(adapter, teacher_config, s_cfg, init: list[int]) -> None:
+    t_roles, s_roles = adapter.layer_roles(teacher_config), adapter.layer_roles(s_cfg)
+    for i, t in enumerate(init):
+        if s_roles[i] != t_roles[t]:
+            every = getattr(teacher_config, adapter.layer_every)
+            raise ModelError(role_mismatch(i, s_roles[i], t, t_roles[t], every), where="student.init_layers")
 
 
 def _check_narrow(teacher_config, s_cfg) -> None:

@@ -29,8 +29,11 @@ class HeadPruningConfig(StageConfig):
     count: int | None = Field(
         None, ge=1, le=MAX_COUNT, description="structured: number of heads to remove (instead of fraction)."
     )
-    scope: Literal["global", "per_layer"] = Field(
-        "global", description="Rank heads across all layers, or remove the same share from every layer."
+    scope: Literal["global", "per_layer", "uniform"] = Field(
+        "global",
+        description="Rank heads across all layers, remove the same share from every layer, or (uniform) remove "
+        "the same heads from every layer, ranked by their importance summed over the layers (the only choice "
+        "for MPNet, whose relative position bias is shared by all layers).",
     )
     allow_layer_drop: bool = Field(
         False, description="Allow a layer to lose all its heads; the whole layer is then removed."

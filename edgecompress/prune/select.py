@@ -30,13 +30,23 @@ def check_targets(cfg: PruneConfig, heads_per_layer: list[int], units_per_layer:
                     f"{n} heads to remove, but {why}",
                     where=f"prune.heads.{'count' if h.count else 'fraction'}",
                 )
+        elif h.scope == "uniform" and len(set(heads_per_layer)) > 1:
+            raise RecipeError(
+                f"uniform head pruning needs the same heads in every layer, but the layers have {heads_per_layer}",
+                where="prune.heads.scope",
+            )
         else:
             for i, n_h in enumerate(heads_per_layer):
                 n = h.count if h.count is not None else fraction_of(h.fraction, n_h)
-                if n > n_h or (n == n_h and not h.allow_layer_drop):
+                if n > n_h or (n == n_h and (h.scope == "uniform" or not h.allow_layer_drop)):
+                    if n > n_h:
+                        why = ""
+                    elif h.scope == "uniform":
+                        why = " (uniform removal from every layer would remove them all)"
+                    else:
+                        why = " (set allow_layer_drop to remove whole layers)"
                     raise RecipeError(
-                        f"{n} heads to remove from layer {i}, which has {n_h}"
-                        + ("" if n > n_h else " (set allow_layer_drop to remove whole layers)"),
+                        f"{n} heads to remove from layer {i}, which has {n_h}{why}",
                         where=f"prune.heads.{'count' if h.count else 'fraction'}",
                     )
     f = cfg.ffn
@@ -93,9 +103,23 @@ def select_heads(
                     where="prune.heads.threshold",
                 )
         return out
+    if cfg.scope == "uniform":
+        return _uniform(scores, cfg, n_remove)
     return _structured(
         scores, cfg.count, cfg.fraction, cfg.scope, n_remove, keep_one=not cfg.allow_layer_drop
     )
+
+
+def _uniform(scores: list[np.ndarray], cfg: HeadPruningConfig, n_remove: int | None) -> dict[int, list[int]]:
+    """The same head positions from every layer: the lowest importance summed over the layers."""
+    total = np.sum(np.stack([np.asarray(s, dtype=float) for s in scores]), axis=0)
+    if n_remove is not None:
+        n = n_remove
+    else:
+        n = cfg.count if cfg.count is not None else fraction_of(cfg.fraction, len(total))
+    n = min(n, len(total) - (0 if cfg.allow_layer_drop else 1))
+    gone = _remove_lowest([total], n, keep_one_per_layer=not cfg.allow_layer_drop)[0]
+    return {i: sorted(gone) for i in range(len(scores))}
 
 
 def select_units(

@@ -227,7 +227,7 @@ def remove(state: PruneState, prune: PruneConfig, step: int, totals: tuple, scor
     surgery.drop_layers(student, emptied)
     dropped = [state.layer_origin[i] for i in emptied]
     state.layer_origin = [o for i, o in enumerate(state.layer_origin) if i not in set(emptied)]
-    per_layer = prune.heads.scope == "per_layer" and prune.heads.mode == "structured"
+    per_layer = prune.heads.scope in ("per_layer", "uniform") and prune.heads.mode == "structured"
     state.removed_heads += (
         max(len(v) for v in drop_h.values()) if per_layer else sum(len(v) for v in drop_h.values())
     )

@@ -10,14 +10,30 @@ from __future__ import annotations
 from torch import nn
 
 from edgecompress.errors import ModelError
-from edgecompress.modeling.encoders import adapter_for
-from edgecompress.modeling.layers import layer_list_name, layer_parts, record_ffn_sizes, surviving_heads
+from edgecompress.modeling.encoders import adapter_for, uniform_heads_only
+from edgecompress.modeling.layers import (
+    HEADS,
+    layer_list_name,
+    layer_parts,
+    record_ffn_sizes,
+    surviving_heads,
+)
 
 
 def remove_heads(model: nn.Module, remove: dict[int, list[int]]) -> None:
-    """Remove heads given by their current position in each layer; keeps ``config.pruned_heads`` exact."""
+    """Remove heads given by their current position in each layer; keeps ``config.pruned_heads`` (or
+    ``edgecompress_heads``) exact. A family whose heads share one bias table (MPNet) takes only the same
+    positions from every layer, and its table loses those columns."""
     parts = layer_parts(model)
     alive = surviving_heads(model.config)
+    adapter = adapter_for(model)
+    if adapter.uniform_heads and any(remove.values()):
+        chosen = {tuple(sorted(remove.get(i, []))) for i in range(len(parts))}
+        if len(chosen) > 1:
+            raise ModelError(uniform_heads_only(model.config.model_type, "prune"), where="prune.heads")
+        adapter.keep_shared_heads(
+            model, [h for h in range(parts[0].num_heads) if h not in set(remove.get(0, []))]
+        )
     for i, heads in remove.items():
         if not heads:
             continue
@@ -29,8 +45,17 @@ def remove_heads(model: nn.Module, remove: dict[int, list[int]]) -> None:
 
 
 def _write_head_config(model: nn.Module, alive: list[list[int]]) -> None:
-    n = adapter_for(model).num_heads(model.config)
-    model.config.pruned_heads = {i: sorted(set(range(n)) - set(a)) for i, a in enumerate(alive) if len(a) < n}
+    adapter = adapter_for(model)
+    n = adapter.num_heads(model.config)
+    if adapter.own_head_record:
+        if any(len(a) < n for a in alive):
+            setattr(model.config, HEADS, [list(a) for a in alive])
+        elif hasattr(model.config, HEADS):
+            delattr(model.config, HEADS)
+    else:
+        model.config.pruned_heads = {
+            i: sorted(set(range(n)) - set(a)) for i, a in enumerate(alive) if len(a) < n
+        }
     for p, a in zip(layer_parts(model), alive, strict=True):
         p.adapter.set_pruned_heads(p.layer, set(range(n)) - set(a))
 

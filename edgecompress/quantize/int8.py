@@ -85,13 +85,31 @@ def block_tables(cfg, source_dir: Path) -> BlockTables | None:
     return BlockTables(cfg.embeddings, cfg.embedding_group_size, names, shapes)
 
 
+def keep_float_nodes(graph) -> list[str]:
+    """Nodes of ``graph`` that some encoder family needs in float whatever int8 does (ModernBERT's rotary-angle
+    MatMuls: modeling.encoders ``int8_keep_float``)."""
+    import re
+
+    from edgecompress.modeling.encoders import SUPPORTED
+
+    found = (SUPPORTED.get(k).int8_keep_float for k in SUPPORTED.keys())
+    patterns = [re.compile(x) for group in found for x in group]
+    return [n.name for n in graph.node if any(p.search(n.name) for p in patterns)]
+
+
 def _quantize(
     source_dir: Path, out_dir: Path, qconfig, ranges=None, blocks: BlockTables | None = None
 ) -> None:
     """Optimum's ORTQuantizer on ``source_dir``; with ``blocks`` the embedding Gathers are left to it as float
-    and then (unless ``blocks.precision`` is fp32) rewritten as GatherBlockQuantized."""
+    and then (unless ``blocks.precision`` is fp32) rewritten as GatherBlockQuantized. The nodes a family
+    needs in float (keep_float_nodes) are always excluded."""
+    import onnx
     from optimum.onnxruntime import ORTQuantizer
 
+    graph = onnx.load(str(source_dir / "model.onnx"), load_external_data=False).graph
+    keep = [n for n in keep_float_nodes(graph) if n not in qconfig.nodes_to_exclude]
+    if keep:
+        qconfig = dataclasses.replace(qconfig, nodes_to_exclude=list(qconfig.nodes_to_exclude) + keep)
     if blocks is not None:
         qconfig = dataclasses.replace(
             qconfig, nodes_to_exclude=list(qconfig.nodes_to_exclude) + list(blocks.gathers)
@@ -103,7 +121,6 @@ def _quantize(
     copy_companions(source_dir, out_dir)  # what Optimum does not carry for a model it does not know
     if blocks is None or blocks.precision == "fp32":
         return
-    import onnx
 
     from edgecompress.quantize.nbits import block_quantize_embeddings
 

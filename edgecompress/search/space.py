@@ -31,7 +31,7 @@ class Point:
             f"f{round(100 * self.ffn_fraction):02d}",
         ]
         if self.head_scope != "global":
-            parts.append("pl")
+            parts.append({"per_layer": "pl", "uniform": "un"}[self.head_scope])
         return "-".join([*parts, f"v{self.min_frequency}", f"r{self.embedding_rank}"])
 
     @property
