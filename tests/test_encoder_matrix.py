@@ -70,8 +70,9 @@ def family_recipe(folder: Path, data: Path, out: Path) -> dict:
         prune={
             "importance_batches": 2,
             "importance_batch_size": 8,
-            # per layer: every layer keeps 2 of its 4 heads, so each projection stays a multiple of the 4-bit groups
-            "heads": {"mode": "structured", "fraction": 0.5, "scope": "per_layer"},
+            # uniform: every layer keeps the same 2 of its 4 heads (what MPNet's shared relative bias allows), so
+            # each projection stays a multiple of the 4-bit groups
+            "heads": {"mode": "structured", "fraction": 0.5, "scope": "uniform"},
             "ffn": {"fraction": 0.5},
             "vocab": {"enabled": True, "min_frequency": 1},
             "steps": 1,
