@@ -304,3 +304,17 @@ def test_uniform_head_scope_has_its_own_model_name():
         "per_layer": "L2-h50-f25-pl-v0-r0",
         "uniform": "L2-h50-f25-un-v0-r0",
     }
+
+
+def test_head_scope_follows_the_recipe_unless_the_space_names_it(searched):
+    """An MPNet recipe prunes heads uniformly: the search's trials must too, without the user repeating it."""
+    from edgecompress.recipe import load_recipe
+    from edgecompress.search.config import SearchSpace
+    from edgecompress.search.space import choices
+
+    recipe = load_recipe(searched[0])
+    assert choices(recipe, SearchSpace())["head_scope"] == ["global"]
+    heads = recipe.prune.heads.model_copy(update={"scope": "uniform"})
+    uniform = recipe.model_copy(update={"prune": recipe.prune.model_copy(update={"heads": heads})})
+    assert choices(uniform, SearchSpace())["head_scope"] == ["uniform"]
+    assert choices(uniform, SearchSpace(head_scope=["per_layer"]))["head_scope"] == ["per_layer"]

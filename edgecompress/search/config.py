@@ -51,11 +51,11 @@ class SearchSpace(StageConfig):
     tie_fractions: bool = Field(
         False, description="One share for heads and FFN units (a smaller space: fewer trials find its best)."
     )
-    head_scope: list[Literal["global", "per_layer", "uniform"]] = Field(
-        ["global"],
+    head_scope: list[Literal["global", "per_layer", "uniform"]] | None = Field(
+        None,
         min_length=1,
         description="Rank heads across layers, remove the same share per layer, or the same heads from every "
-        "layer (uniform: the only choice for MPNet).",
+        "layer (uniform: the only choice for MPNet); null: the recipe's prune.heads.scope (global without one).",
     )
     min_frequency: list[Threshold] | None = Field(
         None,

@@ -73,11 +73,12 @@ def choices(recipe, space: SearchSpace) -> dict[str, list]:
     prune = recipe.prune
     vocab = [prune.vocab.min_frequency if prune and prune.vocab.enabled else 0]
     rank = [(prune.embeddings.rank or 0) if prune else 0]
+    scope = [prune.heads.scope if prune and prune.heads.mode == "structured" else "global"]
     grid = {
         "layers": space.layers or [recipe.student.num_layers],
         "head_fraction": space.head_fraction.values(),
         "ffn_fraction": space.ffn_fraction.values(),
-        "head_scope": list(space.head_scope),
+        "head_scope": list(space.head_scope or scope),
         "min_frequency": space.min_frequency or vocab,
         "embedding_rank": space.embedding_rank or rank,
         "quantization": quantization_choices(recipe, space),
