@@ -318,3 +318,24 @@ def test_head_scope_follows_the_recipe_unless_the_space_names_it(searched):
     uniform = recipe.model_copy(update={"prune": recipe.prune.model_copy(update={"heads": heads})})
     assert choices(uniform, SearchSpace())["head_scope"] == ["uniform"]
     assert choices(uniform, SearchSpace(head_scope=["per_layer"]))["head_scope"] == ["per_layer"]
+
+
+def test_a_head_scope_the_family_refuses_fails_before_the_teacher_is_trained(splits, tmp_path):
+    """MPNet's shared relative bias allows only uniform head removal: a space that also lists 'global' is
+    refused in one line naming the list item, before any stage runs."""
+    from tiny_tokenizers import corpus, save_family
+
+    from edgecompress.errors import EdgeCompressError
+
+    folder = tmp_path / "mpnet"
+    save_family(folder, "mpnet", corpus())
+    out = tmp_path / "run"
+    path = search_recipe(folder, splits, out, space={**SPACE, "head_scope": ["uniform", "global"]})
+    raw = yaml.safe_load(path.read_text())
+    raw["prune"]["heads"]["scope"] = "uniform"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(EdgeCompressError) as err:
+        api.search(path)
+    line = str(err.value)
+    assert line.startswith("search.space.head_scope.1: 'global': ") and "mpnet" in line and "\n" not in line
+    assert not (out / "teacher").exists()

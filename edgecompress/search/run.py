@@ -74,6 +74,7 @@ def search(
     name = study_name(recipe, cfg)
     with Pipeline(recipe, output, log=log) as pipe:
         pipe.preflight()
+        check_head_scopes(recipe, grid["head_scope"])
         run_dir = pipe.run_dir
         teacher = teacher_reference(pipe)  # before the workers start: they only reuse it
         study = open_study(cfg, recipe, run_dir, storage, name)
@@ -104,6 +105,28 @@ def search(
                 f"{len(bad)} worker process(es) failed (exit {bad[0]})", where="--workers"
             )
         return finish(pipe, study, cfg, grid, teacher, name)
+
+
+def check_head_scopes(recipe, scopes: list[str]) -> None:
+    """Each head scope the space lists passes the preflight the recipe itself passed (MPNet takes only
+    uniform), so a scope the family refuses fails here in one line, before the teacher is trained."""
+    from edgecompress.errors import ModelError
+    from edgecompress.preflight import check_shapes
+    from edgecompress.prune.config import PruneConfig
+
+    prune = recipe.prune or PruneConfig()
+    for i, scope in enumerate(scopes):
+        if prune.heads.mode == "structured" and scope == prune.heads.scope:
+            continue
+        shape = {"mode": "structured", "scope": scope, "fraction": 0.5, "count": None, "threshold": None}
+        heads = prune.heads.model_copy(update=shape)
+        probe = recipe.model_copy(update={"prune": prune.model_copy(update={"heads": heads})})
+        try:
+            check_shapes(probe, hub_optional=True, install=False)
+        except ModelError as exc:
+            raise EdgeCompressError(
+                f"'{scope}': {exc.message}", where=f"search.space.head_scope.{i}"
+            ) from None
 
 
 def results_count(study) -> int:
