@@ -339,3 +339,32 @@ def test_a_head_scope_the_family_refuses_fails_before_the_teacher_is_trained(spl
     line = str(err.value)
     assert line.startswith("search.space.head_scope.1: 'global': ") and "mpnet" in line and "\n" not in line
     assert not (out / "teacher").exists()
+
+
+def test_the_chosen_point_is_the_point_the_trial_built():
+    """Optuna stores stepped floats with binary noise (0.7000000000000001): the chosen recipe must read the
+    fraction the trial built with, or its prune stage gets another key and is trained again."""
+    import optuna
+
+    from edgecompress.search.config import FractionRange
+    from edgecompress.search.space import point_of, suggest
+
+    grid = {
+        "layers": [3],
+        "head_fraction": FractionRange().values(),
+        "ffn_fraction": FractionRange().values(),
+        "head_scope": ["global"],
+        "min_frequency": [2],
+        "embedding_rank": [0],
+        "quantization": ["int8"],
+        "embeddings": [None],
+    }
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    noisy = 0
+    for _ in range(40):
+        trial = study.ask()
+        built = suggest(trial, grid)
+        noisy += any(trial.params[k] != round(trial.params[k], 6) for k in ("head_fraction", "ffn_fraction"))
+        assert point_of(trial.params, grid) == built
+        study.tell(trial, 1.0)
+    assert noisy, "the grid should hold a fraction Optuna stores with binary noise"

@@ -89,6 +89,14 @@ def choices(recipe, space: SearchSpace) -> dict[str, list]:
     return grid
 
 
+FRACTIONS = ("head_fraction", "ffn_fraction")
+
+
+def _share(value: float) -> float:
+    """A fraction as a trial uses it: stepped floats carry binary noise (0.1 * 7), rounded away."""
+    return round(value, 6)
+
+
 def suggest(trial, grid: dict[str, list]) -> Point:
     """The trial's point: fractions as stepped floats (TPE models their order), the rest categorical."""
     values = {}
@@ -96,9 +104,9 @@ def suggest(trial, grid: dict[str, list]) -> Point:
         if len(options) == 1:
             values[name] = options[0]
             trial.set_user_attr(f"fixed_{name}", options[0])
-        elif name in ("head_fraction", "ffn_fraction"):
+        elif name in FRACTIONS:
             step = round(options[1] - options[0], 6)
-            values[name] = round(trial.suggest_float(name, options[0], options[-1], step=step), 6)
+            values[name] = _share(trial.suggest_float(name, options[0], options[-1], step=step))
         else:
             values[name] = trial.suggest_categorical(name, options)
     values.setdefault("ffn_fraction", values["head_fraction"])
@@ -106,8 +114,11 @@ def suggest(trial, grid: dict[str, list]) -> Point:
 
 
 def point_of(params: dict, grid: dict[str, list]) -> Point:
-    """A finished trial's point, from its params and the fixed values of the grid."""
+    """A finished trial's point, from its params and the fixed values of the grid (fractions rounded as
+    ``suggest`` rounded them: Optuna stores 0.7000000000000001, the trial built 0.7, and the chosen recipe
+    must build the same stage key)."""
     values = {name: params.get(name, options[0]) for name, options in grid.items()}
+    values.update({name: _share(values[name]) for name in FRACTIONS if name in values})
     values.setdefault("ffn_fraction", values["head_fraction"])
     return Point(**values)
 
