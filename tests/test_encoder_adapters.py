@@ -183,6 +183,24 @@ def build(model_type: str, seed: int = 0):
     ).eval()
 
 
+def config_for_tokenizer(model_type: str, tokenizer, **extra):
+    """The family's tiny config sized to a real tokenizer, with its special ids (ModernBERT's [CLS]/[SEP]
+    double as bos/eos)."""
+    from transformers import AutoConfig
+
+    kwargs = {k: v for k, v in FAMILIES[model_type][0].items() if not k.endswith("_token_id")}
+    if model_type == "modernbert":
+        ids = (tokenizer.cls_token_id, tokenizer.sep_token_id)
+        kwargs |= dict(cls_token_id=ids[0], sep_token_id=ids[1], bos_token_id=ids[0], eos_token_id=ids[1])
+    return AutoConfig.for_model(
+        model_type,
+        vocab_size=len(tokenizer.get_vocab()),
+        pad_token_id=tokenizer.pad_token_id,
+        **kwargs,
+        **extra,
+    )
+
+
 def batch(model_type: str, length: int = LENGTH, seed: int = 0) -> dict:
     pad = FAMILIES[model_type][4]
     g = torch.Generator().manual_seed(seed)

@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from test_encoder_adapters import FAMILIES
+from test_encoder_adapters import config_for_tokenizer
 
 from edgecompress.export.onnx import export, ort_logits, ort_session, torch_logits
 from edgecompress.modeling import layers
@@ -20,22 +20,11 @@ TEXTS = ["a fine film", "dull and far too long, with nothing to say", "good"]
 
 @pytest.mark.parametrize("model_type", ["mpnet", "deberta-v2", "modernbert"])
 def test_pruned_family_exports_with_the_same_logits(model_type, tmp_path, tiny_teacher, one_thread):
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
     tokenizer.model_input_names = ["input_ids", "attention_mask"]
-    kwargs = {k: v for k, v in FAMILIES[model_type][0].items() if not k.endswith("_token_id")}
-    if model_type == "modernbert":
-        ids = (tokenizer.cls_token_id, tokenizer.sep_token_id)
-        kwargs |= dict(cls_token_id=ids[0], sep_token_id=ids[1], bos_token_id=ids[0], eos_token_id=ids[1])
-    cfg = AutoConfig.for_model(
-        model_type,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=42,
-        pad_token_id=tokenizer.pad_token_id,
-        num_labels=2,
-        **kwargs,
-    )
+    cfg = config_for_tokenizer(model_type, tokenizer, max_position_embeddings=42, num_labels=2)
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(copy.deepcopy(cfg), attn_implementation="eager")
     heads = {i: [1] for i in range(4)} if model_type == "mpnet" else {0: [1, 2], 2: [0]}

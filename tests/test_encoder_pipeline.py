@@ -55,20 +55,10 @@ def test_mpnet_uniform_head_pruning_in_the_pipeline(tmp_path, tiny_csv, one_thre
 
 def _teacher(model_type: str, folder, tok):
     import torch
-    from test_encoder_adapters import FAMILIES
-    from transformers import AutoConfig, AutoModel
+    from test_encoder_adapters import config_for_tokenizer
+    from transformers import AutoModel
 
-    kwargs = {k: v for k, v in FAMILIES[model_type][0].items() if not k.endswith("_token_id")}
-    if model_type == "modernbert":
-        ids = (tok.cls_token_id, tok.sep_token_id)
-        kwargs |= dict(cls_token_id=ids[0], sep_token_id=ids[1], bos_token_id=ids[0], eos_token_id=ids[1])
-    cfg = AutoConfig.for_model(
-        model_type,
-        vocab_size=len(tok.get_vocab()),
-        max_position_embeddings=128,
-        pad_token_id=tok.pad_token_id,
-        **kwargs,
-    )
+    cfg = config_for_tokenizer(model_type, tok, max_position_embeddings=128)
     torch.manual_seed(0)
     AutoModel.from_config(cfg, attn_implementation="eager").save_pretrained(folder, safe_serialization=True)
 
