@@ -3,7 +3,7 @@ plot (accuracy vs latency, marker size = MB, Pareto-optimal points marked), and 
 several training seeds.
 
     .venv/bin/python benchmarks/frontier.py recipes/bert_to_tiny.yaml [--final pruned-int8-dynamic] \
-        [--seeds 7,1234] [--runs 100]
+        [--seeds 7,1234] [--runs 100] [--also hand-picked=runs/other/models/pruned-int8-dynamic]
 
 Runs (or reuses) the recipe first. Sweep points come from <run>/sweep/sweep.json (benchmarks/sparsity_curve.py)
 and peers from <run>/peers/peers.json (benchmarks/peers.py) when those were run; each is used only when every
@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from edgecompress.quiet import quiet_third_party
 
@@ -67,6 +68,19 @@ def seed_figures(recipe, run_dir, seeds: list[int], final: str, log) -> list[dic
     return rows
 
 
+def given_points(specs: list[str]) -> list[F.Point]:
+    """``--also NAME=FOLDER`` as points of kind "given"; one line naming the bad one."""
+    points = []
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            raise EdgeCompressError(f"expected NAME=FOLDER, got '{spec}'", where="--also")
+        if not (Path(folder) / "model.onnx").is_file():
+            raise EdgeCompressError(f"no model.onnx in '{folder}'", where=f"--also {name}")
+        points.append(F.Point(name, "given", Path(folder)))
+    return points
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -88,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=None, help="timed runs per variant (default: recipe's)")
     parser.add_argument("--output", default=None, help="run folder (default: the recipe's)")
     parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="another finished artifact folder (model.onnx and its tokenizer) measured in the same run, e.g. "
+        "the hand-picked point of another recipe (repeatable)",
+    )
+    parser.add_argument(
         "--allow-stale",
         action="store_true",
         help="measure sweep points and peers built from another recipe or code too (marked stale)",
@@ -98,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--seeds: expected comma-separated integers, got '{args.seeds}'")
     try:
+        given = given_points(args.also)
         recipe = load_recipe(args.recipe)
         summary = run_recipe(recipe, output=args.output)
         run_dir = summary.run_dir
@@ -107,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = recipe.benchmark.headline_only(args.runs)
         with Pipeline(recipe, output=run_dir, reuse_only=True) as pipe:  # checks points, builds nothing
             points += F.current_points(F.sweep_points(pipe) + F.peer_points(pipe), args.allow_stale)
+            clash = sorted({p.variant for p in points} & {g.variant for g in given})
+            if clash:
+                raise EdgeCompressError(f"'{clash[0]}' already names an artifact of the run", where="--also")
+            points += given
             points = list({p.variant: p for p in points}.values())
             missing = [p.variant for p in points if not (p.folder / "model.onnx").is_file()]
             if missing:

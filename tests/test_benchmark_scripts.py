@@ -155,3 +155,97 @@ def test_wordpiece_choice(tiny_run, capsys, monkeypatch):
     lines = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
     assert [r[1].strip() for r in lines] == ["whole vocabulary", "seen >= 1, int4 blocks"]
     assert float(lines[1][4]) < float(lines[0][4])  # fewer embedding bytes
+
+
+def test_teacher_compare_a_run_against_itself(tiny_run, capsys):
+    """Same artifact on the same examples: difference 0 with a zero-width interval, and the accuracies are the
+    run's own report figures (ONNX Runtime outputs, not a second rule)."""
+    _, run = tiny_run
+    script = load_script("teacher_compare")
+    assert script.main([str(run), str(run), "--variant", "pruned-int8-dynamic", "--resamples", "200"]) == 0
+    out = capsys.readouterr().out
+    record = json.loads((run / "compare" / f"{run.name}.json").read_text())
+    for split in ("validation", "test"):
+        d = record["difference"][split]
+        assert d["a_minus_b_pts"] == d["low"] == d["high"] == 0.0
+    report = {r["variant"]: r for r in json.loads((run / "report.json").read_text())["rows"]}
+    ours = next(r for r in record["rows"] if r["artifact"] == "pruned-int8-dynamic")
+    assert ours["test_accuracy"] == pytest.approx(report["pruned-int8-dynamic"]["accuracy"])
+    assert "not told apart" in out
+
+
+def test_teacher_compare_refuses_runs_of_other_examples(tiny_run, tmp_path, capsys):
+    import shutil
+
+    _, run = tiny_run
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    lines = (other / "data" / "test.jsonl").read_text().splitlines(keepends=True)
+    (other / "data" / "test.jsonl").write_text("".join(lines[:-1]))
+    code = load_script("teacher_compare").main([str(run), str(other), "--variant", "pruned-int8-dynamic"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "test splits differ" in err and "data/test.jsonl" in err
+    assert (
+        load_script("teacher_compare").main([str(run), str(tmp_path), "--variant", "pruned-int8-dynamic"])
+        == 2
+    )
+    assert "is missing" in capsys.readouterr().err
+
+
+def test_teacher_compare_difference_is_a_minus_b(monkeypatch):
+    """A right on every example, B wrong on a fifth of them: A - B = +20 points with an interval above 0."""
+    import numpy as np
+
+    from edgecompress.data.examples import Example
+
+    script = load_script("teacher_compare")
+    examples = [Example(text=f"t{i}", label=("a", "b")[i % 2]) for i in range(100)]
+    data = PreparedData(splits={"train": [], "validation": examples, "test": examples}, labels=["a", "b"])
+    gold = np.asarray(data.label_ids("test"))
+    wrong = gold.copy()
+    wrong[:20] = 1 - wrong[:20]
+    preds = {"A": gold, "B": wrong, "T": gold}
+    monkeypatch.setattr(script, "predictions", lambda folder, *_a, **_k: preds[str(folder)])
+    monkeypatch.setattr(script, "onnx_size_mb", lambda folder: 1.0)
+
+    def run(name, variant):
+        return {
+            "name": name,
+            "data": data,
+            "max_length": 8,
+            "variant": variant,
+            "folder": variant,
+            "teacher": "T",
+            "teacher_model": name,
+        }
+
+    result = script.compare(run("a", "A"), run("b", "B"), resamples=500)
+    d = result["difference"]["test"]
+    assert d["a_minus_b_pts"] == pytest.approx(20.0) and 0 < d["low"] < 20 < d["high"]
+    swapped = script.compare(run("b", "B"), run("a", "A"), resamples=500)["difference"]["test"]
+    assert swapped["a_minus_b_pts"] == pytest.approx(-20.0)
+
+
+def test_frontier_measures_given_artifacts_beside_the_run(tiny_run, tmp_path, capsys):
+    """--also NAME=FOLDER: another artifact (here a copy of the student's int8 variant, as a hand-picked point
+    kept from another run) measured in the same interleaved run, with the same test figures as the original."""
+    import shutil
+
+    path, run = tiny_run
+    kept = tmp_path / "kept"
+    shutil.copytree(run / "models" / "student-int8-dynamic", kept)
+    frontier = load_script("frontier")
+    argv = [str(path), "--final", "pruned-int8-dynamic", "--runs", "3", "--also", f"hand-picked={kept}"]
+    assert frontier.main(argv) == 0
+    rows = {r["variant"]: r for r in json.loads((run / "frontier" / "frontier.json").read_text())["rows"]}
+    assert rows["hand-picked"]["kind"] == "given"
+    assert rows["hand-picked"]["accuracy"] == rows["student-int8-dynamic"]["accuracy"]
+    assert "| hand-picked | given |" in capsys.readouterr().out
+    for spec, message in (
+        ("nameless", "expected NAME=FOLDER"),
+        (f"teacher-fp32={kept}", "already names"),
+        (f"x={tmp_path}", "no model.onnx"),
+    ):
+        assert frontier.main([str(path), "--final", "pruned-int8-dynamic", "--also", spec]) == 2
+        assert message in capsys.readouterr().err

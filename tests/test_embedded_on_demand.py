@@ -290,7 +290,7 @@ def test_the_mpnet_recipe_validates_without_downloading(cache, monkeypatch):
     monkeypatch.setattr(embedded, "download_part", no_download)
     path = Path(__file__).resolve().parents[1] / "recipes" / "mpnet_to_tiny.yaml"
     recipe = api.validate(path)
-    assert recipe.teacher.model == SPEC and recipe.student.width_init == "teacher"
+    assert recipe.teacher.model == SPEC and recipe.student.model == "embedded:all-MiniLM-L6-v2"
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.output
     assert "is not installed yet: the first run downloads it" in result.output

@@ -69,3 +69,71 @@ def test_modernbert_dynamic_int8_keeps_the_rotary_angles_float(
     _quantize(fp32, tmp_path / "all", qconfig)
     nodes = {n.name: n.op_type for n in onnx.load(str(tmp_path / "all" / "model.onnx")).graph.node}
     assert all(nodes.get(n) != "MatMul" for n in rotary)
+
+
+def test_mpnet_block_tables_leave_the_relative_position_bias_to_int8(tmp_path, tiny_teacher, one_thread):
+    """MPNet's relative position bias is an embedding of buckets x heads (32 x 4 here): narrower than one block
+    of 16, it is left to Optimum's int8 Gather, while the word and position tables become 4-bit blocks. Before,
+    the whole variant failed ("does not divide an embedding width of 6" on the MPNet recipe)."""
+    import numpy as np
+    import onnxruntime as ort
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgecompress.export.onnx import export
+    from edgecompress.quantize.config import Int8DynamicConfig
+    from edgecompress.quantize.int8 import _qconfig, _quantize, block_tables
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    cfg = AutoConfig.for_model(
+        "mpnet",
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=66,
+        relative_attention_num_buckets=32,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=2,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(cfg)
+    fp32, out = tmp_path / "fp32", tmp_path / "int4emb"
+    export(model.eval(), tokenizer, fp32, 17, 32)
+    qcfg = Int8DynamicConfig(embeddings="int4", embedding_group_size=16)
+    blocks = block_tables(qcfg, fp32)
+    assert [shape for _, shape in blocks.narrow] == [(32, 4)]
+    assert sorted(shape[1] for _, shape in blocks.shapes) == [32, 32]  # word and position tables
+    _, qconfig = _qconfig(qcfg, is_static=False)
+    _quantize(fp32, out, qconfig, blocks=blocks)
+    ops = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
+    assert ops.count("GatherBlockQuantized") == 2
+    assert "narrower_than_a_block" in blocks.record({})
+    ids = np.array([[tokenizer.cls_token_id, 5, 6, 7, tokenizer.sep_token_id]], np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    logits = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, feed
+    )[0]
+    assert logits.shape == (1, 2) and np.isfinite(logits).all()
+
+
+def test_a_table_a_block_wide_that_the_block_does_not_divide_is_still_an_error():
+    import numpy as np
+    import pytest
+    from onnx import TensorProto, numpy_helper
+
+    from edgecompress.errors import StageError
+    from edgecompress.quantize.nbits import block_quantize_embeddings, narrower_than_a_block
+
+    assert narrower_than_a_block({"word": (10, 48), "bias": (32, 6)}, 32) == {"bias": (32, 6)}
+    table = numpy_helper.from_array(np.ones((10, 48), np.float32), "word")
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["word", "ids"], ["rows"], name="g")],
+        "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, [1, 48])],
+        [table],
+    )
+    with pytest.raises(StageError, match="does not divide an embedding width of 48"):
+        block_quantize_embeddings(helper.make_model(graph), 4, 32)

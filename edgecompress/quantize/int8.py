@@ -50,6 +50,7 @@ class BlockTables:
     group_size: int
     gathers: tuple[str, ...]  # the fp32 graph's embedding Gather nodes: Optimum leaves them alone
     shapes: tuple[tuple[str, tuple[int, int]], ...]  # (table, its shape) for each of them
+    narrow: tuple[tuple[str, tuple[int, int]], ...] = ()  # tables narrower than a block: left to Optimum
 
     def at(self, precision: str | None) -> BlockTables:
         return self if precision is None else dataclasses.replace(self, precision=precision)
@@ -63,12 +64,15 @@ class BlockTables:
         """What the tables ended up as: the precision asked, and the one the accuracy guard chose."""
         chosen = (checked.get("accuracy_guard") or {}).get("embedding_tables", {}).get("chosen")
         chosen = chosen or self.precision
-        return {
+        record = {
             "embeddings": chosen,
             "asked": self.precision,
             "embedding_group_size": self.group_size,
             "tables": {} if chosen == "fp32" else {name: list(shape) for name, shape in self.shapes},
         }
+        if self.narrow:
+            record["narrower_than_a_block"] = {name: list(shape) for name, shape in self.narrow}
+        return record
 
 
 def block_tables(cfg, source_dir: Path) -> BlockTables | None:
@@ -76,13 +80,16 @@ def block_tables(cfg, source_dir: Path) -> BlockTables | None:
         return None
     import onnx
 
-    from edgecompress.quantize.nbits import embedding_gathers
+    from edgecompress.quantize.nbits import embedding_gathers, narrower_than_a_block
 
     graph = onnx.load(str(source_dir / "model.onnx"), load_external_data=False).graph
     found = embedding_gathers(graph)
+    narrow = narrower_than_a_block({n: t.shape for n, (_, t) in found.items()}, cfg.embedding_group_size)
+    found = {name: pair for name, pair in found.items() if name not in narrow}
     names = tuple(node.name for node, _ in found.values())
     shapes = tuple((name, tuple(table.shape)) for name, (_, table) in found.items())
-    return BlockTables(cfg.embeddings, cfg.embedding_group_size, names, shapes)
+    left = tuple((name, tuple(shape)) for name, shape in narrow.items())
+    return BlockTables(cfg.embeddings, cfg.embedding_group_size, names, shapes, left)
 
 
 def keep_float_nodes(graph) -> list[str]:

@@ -254,6 +254,13 @@ def embedding_gathers(graph) -> dict[str, tuple]:
     return found
 
 
+def narrower_than_a_block(tables: dict, group_size: int) -> dict:
+    """The tables of ``{name: (rows, width)}`` narrower than one block: no block to quantize (MPNet's relative
+    position bias, buckets x heads). They stay as they are (float, or Optimum's int8 Gather) instead of failing
+    the variant; a table at least a block wide whose width the block does not divide is still an error."""
+    return {name: shape for name, shape in tables.items() if shape[1] < group_size}
+
+
 def block_quantize_embeddings(
     model, bits: int, group_size: int, half_scales: bool = True, names: Collection[str] | None = None
 ) -> dict:

@@ -22,6 +22,7 @@ from edgecompress.quantize.context import QuantContext, calibration_samples
 from edgecompress.quantize.nbits import (
     BlockQuantized,
     find_weight_nodes,
+    narrower_than_a_block,
     quantize_table,
     rewrite_graph,
     unpack_inc_linear,
@@ -118,6 +119,8 @@ def weight_only(cfg: WeightOnlyConfig, source_dir: Path, out_dir: Path, ctx: Qua
         raise StageError("no MatMul in the ONNX graph holds a linear layer's weight", where=where)
     names = [n for n in linears if n in matmuls]
     embeddings = {n: m for n, m in fp32.named_modules() if isinstance(m, torch.nn.Embedding)}
+    narrow = narrower_than_a_block({n: tuple(m.weight.shape) for n, m in embeddings.items()}, cfg.group_size)
+    embeddings = {n: m for n, m in embeddings.items() if n not in narrow}
     gathers = {}
     if cfg.embeddings != "fp32":
         weights = {n: m.weight.detach().numpy() for n, m in embeddings.items()}
