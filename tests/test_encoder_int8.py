@@ -77,7 +77,8 @@ def test_mpnet_block_tables_leave_the_relative_position_bias_to_int8(tmp_path, t
     the whole variant failed ("does not divide an embedding width of 6" on the MPNet recipe)."""
     import numpy as np
     import onnxruntime as ort
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from test_encoder_adapters import config_for_tokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from edgecompress.export.onnx import export
     from edgecompress.quantize.config import Int8DynamicConfig
@@ -85,18 +86,7 @@ def test_mpnet_block_tables_leave_the_relative_position_bias_to_int8(tmp_path, t
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
     tokenizer.model_input_names = ["input_ids", "attention_mask"]
-    cfg = AutoConfig.for_model(
-        "mpnet",
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=66,
-        relative_attention_num_buckets=32,
-        pad_token_id=tokenizer.pad_token_id,
-        num_labels=2,
-    )
+    cfg = config_for_tokenizer("mpnet", tokenizer, num_labels=2)  # 4 heads, 32 relative buckets
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(cfg)
     fp32, out = tmp_path / "fp32", tmp_path / "int4emb"
